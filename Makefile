@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv by themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup apt venv test lint firmware-test demo bench clean
+
+setup: apt venv
+
+# System packages (AVR toolchain, QEMU, Aravis...) listed in tools/apt-packages.txt; installed
+# when missing and root, otherwise the tests that need them skip with a reason.
+apt:
+	@bash tools/install-apt.sh
+
+venv: $(STAMP)
+
+# torch is pinned first: its CPU wheel is the one the project is tested with.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+lint: venv
+	$(PY) -m ruff check .
+
+firmware-test: apt
+	@if [ -f firmware/Makefile ]; then $(MAKE) -C firmware test; fi
+
+test: setup lint firmware-test
+	$(PY) -m pytest -q
+
+demo: setup
+	@bash tools/demo.sh
+
+bench: venv
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+
+clean:
+	rm -rf demo_out .pytest_cache
+	@if [ -f firmware/Makefile ]; then $(MAKE) -C firmware clean; fi

@@ -1,0 +1,1 @@
+"""Checkerboard calibration of both cameras and the event-to-frame pixel alignment."""

@@ -1,0 +1,1 @@
+"""CACD segmentation: MiT encoders, HFCA, JBCD, fusion, SegFormer decoder, trainer (`cacd` CLI)."""

@@ -1,0 +1,1 @@
+"""Vendor and open backends behind the device interfaces (imported lazily)."""

@@ -1,0 +1,417 @@
+"""Record one synchronised session: trigger MCU, event camera (native raw logging), frame camera.
+
+Frames flow acquisition thread -> bounded queue -> writer thread, so a slow disk never stalls the
+camera's driver; a full queue is a counted drop, never a silent one. The same code drives real
+backends and the simulated rig; Ctrl-C ends the recording cleanly with status `interrupted` and
+everything received kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rig import __version__
+from rig.devices import (
+    EventCamera,
+    EventCameraSettings,
+    Frame,
+    FrameCamera,
+    FrameCameraSettings,
+    GrabTimeout,
+    TriggerController,
+    TriggerSettings,
+)
+from rig.session import (
+    EVENTS_RAW,
+    FRAMES_H5,
+    GROUND_TRUTH,
+    MANIFEST,
+    SCHEMA_VERSION,
+    TRIGGERS_CSV,
+    FramesWriter,
+    TriggersCsvWriter,
+    utc_now_iso,
+    write_json_atomic,
+)
+
+FRAME_ID_MODULO = 1 << 16  # GigE Vision / USB3 Vision block ids wrap; ids never go back otherwise
+
+
+class RecordError(RuntimeError):
+    """The recording could not start or failed (the message says why)."""
+
+
+@dataclass
+class RecordOptions:
+    """Everything `rig record` takes; stored in the manifest."""
+
+    out_dir: Path
+    duration_s: float = 60.0
+    rate_hz: float = 20.0
+    width_us: int = 1000
+    exposure_us: float | None = None  # None: the scenario's default (sim) or 5000 us
+    gain_db: float = 0.0
+    pixel_format: str = "BayerRG8"
+    sim: bool = True
+    scenario: str = "day"
+    seed: int = 0
+    full_res: bool = False
+    realtime: bool = False
+    sim_faults: dict[str, Any] = field(default_factory=dict)
+    trigger_port: str | None = None  # real MCU (or emulator URL) even on the simulated rig
+    event_backend: str | None = None
+    frame_backend: str | None = None
+    rig_config: Path | None = None
+    queue_frames: int = 64
+    show_status: bool = True
+    overwrite: bool = False
+
+
+@dataclass
+class RecordSummary:
+    out_dir: Path
+    status: str
+    elapsed_wall_s: float
+    counts: dict[str, int]
+    detail: str = ""
+
+    def format(self) -> str:
+        c = self.counts
+        lines = [
+            f"session   {self.out_dir}  [{self.status}]",
+            f"wall      {self.elapsed_wall_s:.1f} s",
+            f"pulses    {c.get('pulses_sent', 0)} sent",
+            f"frames    {c.get('frames_received', 0)} received, {c.get('frames_dropped', 0)} dropped "
+            f"({c.get('frames_dropped_queue', 0)} by the writer queue), "
+            f"{c.get('frames_incomplete', 0)} incomplete",
+            f"events    {c.get('events', 0):,} events, {c.get('trigger_events', 0)} trigger edges, "
+            f"{c.get('bytes_events', 0) / 1e6:.1f} MB",
+        ]
+        if self.detail:
+            lines.append(f"note      {self.detail}")
+        return "\n".join(lines)
+
+
+@dataclass
+class RigDevices:
+    event_camera: EventCamera
+    frame_camera: FrameCamera
+    trigger: TriggerController
+    sim_rig: Any = None  # rig.sim.world.SimRig on the simulated rig
+
+    def close(self) -> None:
+        for dev in (self.trigger, self.frame_camera, self.event_camera):
+            with contextlib.suppress(Exception):
+                dev.close()
+        if self.sim_rig is not None:
+            self.sim_rig.close()
+
+
+class FramePipeline:
+    """Acquisition thread -> bounded queue -> writer thread."""
+
+    def __init__(self, camera: FrameCamera, writer: FramesWriter, *, queue_frames: int = 64,
+                 grab_timeout_s: float = 0.2) -> None:
+        self.camera, self.writer = camera, writer
+        self.grab_timeout_s = grab_timeout_s
+        self._queue: queue.Queue[Frame | None] = queue.Queue(maxsize=queue_frames)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.counts = {"received": 0, "written": 0, "dropped_queue_full": 0, "incomplete": 0,
+                       "grab_timeouts": 0, "frame_id_gaps": 0}
+        self.error: BaseException | None = None
+        self.last_frame_monotonic = time.monotonic()
+        self._last_id: int | None = None
+        self._acq = threading.Thread(target=self._acquire, name="frame-acquisition", daemon=True)
+        self._wr = threading.Thread(target=self._write, name="frame-writer", daemon=True)
+
+    def start(self) -> None:
+        self._acq.start()
+        self._wr.start()
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[key] += n
+
+    def _acquire(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    frame = self.camera.grab(self.grab_timeout_s)
+                except GrabTimeout:
+                    self._count("grab_timeouts")
+                    continue
+                self.last_frame_monotonic = time.monotonic()
+                self._count("received")
+                if frame.incomplete:
+                    self._count("incomplete")
+                if self._last_id is not None:
+                    gap = (frame.frame_id - self._last_id) % FRAME_ID_MODULO - 1
+                    if 0 < gap < FRAME_ID_MODULO // 2:
+                        self._count("frame_id_gaps", gap)
+                self._last_id = frame.frame_id
+                try:
+                    self._queue.put_nowait(frame)
+                except queue.Full:
+                    self._count("dropped_queue_full")
+        except BaseException as exc:  # a device error ends the recording as failed
+            self.error = exc
+        finally:
+            self._queue.put(None)
+
+    def _write(self) -> None:
+        try:
+            while (frame := self._queue.get()) is not None:
+                self.writer.append(frame)
+                self._count("written")
+        except BaseException as exc:
+            self.error = exc
+            while self._queue.get() is not None:  # keep the acquisition side from blocking
+                pass
+
+    def stop(self) -> None:
+        """Stop grabbing, write everything already queued, and wait for both threads."""
+        self._stop.set()
+        self._acq.join()
+        self._wr.join()
+        self.writer.flush()
+
+
+def check_disk_space(out_dir: Path, need_bytes: int) -> None:
+    free = shutil.disk_usage(out_dir).free
+    if free < need_bytes:
+        raise RecordError(f"not enough disk space in {out_dir}: {free / 1e9:.1f} GB free, "
+                          f"about {need_bytes / 1e9:.1f} GB needed for this recording")
+
+
+def estimate_bytes(opts: RecordOptions, frame_w: int, frame_h: int) -> int:
+    """Worst case: raw frames (compression ignored) plus a busy event stream (20 MB/s)."""
+    frames = opts.duration_s * opts.rate_hz * frame_w * frame_h * (3 if opts.pixel_format == "RGB8" else 1)
+    return int(frames + opts.duration_s * 20e6 + 50e6)
+
+
+def open_devices(opts: RecordOptions) -> RigDevices:
+    """The simulated rig, a rig.yaml, or backends named on the command line."""
+    if opts.sim:
+        from rig.sim.world import SimConfig, SimRig
+
+        faults = {k: frozenset(v) for k, v in opts.sim_faults.items()}
+        sim = SimRig(SimConfig(scenario=opts.scenario, seed=opts.seed, full_res=opts.full_res,
+                               exposure_us=opts.exposure_us, pixel_format=opts.pixel_format,
+                               realtime=opts.realtime, **faults))
+        trigger = sim.trigger
+        if opts.trigger_port:
+            trigger = _serial_trigger(opts.trigger_port)
+        return RigDevices(sim.event_camera, sim.frame_camera, trigger, sim_rig=sim)
+    if opts.rig_config is not None or (opts.event_backend is None and opts.frame_backend is None):
+        from rig.rigconfig import load_rig_config
+
+        config_path = opts.rig_config or Path("rig.yaml")
+        ev, fr, tr = load_rig_config(config_path).create_devices()
+        if opts.trigger_port:
+            tr = _serial_trigger(opts.trigger_port)
+        return RigDevices(ev, fr, tr)
+    from rig.registry import create_device
+
+    if not (opts.event_backend and opts.frame_backend and opts.trigger_port):
+        raise RecordError("hardware recording needs --event-backend, --frame-backend and --trigger "
+                          "(or a rig.yaml via --rig-config)")
+    ev = create_device("event_camera", opts.event_backend)
+    fr = create_device("frame_camera", opts.frame_backend)
+    return RigDevices(ev, fr, _serial_trigger(opts.trigger_port))
+
+
+def _serial_trigger(port: str) -> TriggerController:
+    from rig.trigger import SerialTrigger
+
+    return SerialTrigger(port)
+
+
+@contextlib.contextmanager
+def sigint_sets(event: threading.Event) -> Iterator[None]:
+    """Turn Ctrl-C into a stop request for the duration of the recording (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if event.is_set():  # a second Ctrl-C: the user really wants out
+            raise KeyboardInterrupt
+        event.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class StatusLine:
+    """A live one-line status on stderr (rewritten in place on a terminal, every 10 s otherwise)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def update(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            if force or now - self._last >= 0.25:
+                sys.stderr.write("\r" + text.ljust(100)[:140])
+                sys.stderr.flush()
+                self._last = now
+        elif force or now - self._last >= 10.0:
+            sys.stderr.write(text + "\n")
+            self._last = now
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+
+
+def record_session(opts: RecordOptions, *, stop_event: threading.Event | None = None,
+                   on_tick: Callable[[dict[str, Any]], None] | None = None) -> RecordSummary:
+    """Record one session into `opts.out_dir` and return its summary (also written to the manifest)."""
+    out = Path(opts.out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not opts.overwrite:
+            raise RecordError(f"{out} exists and is not empty (choose another --out or pass --overwrite)")
+        for name in (MANIFEST, EVENTS_RAW, FRAMES_H5, TRIGGERS_CSV):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / GROUND_TRUTH, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if opts.duration_s <= 0 or opts.rate_hz <= 0:
+        raise RecordError("--duration and --rate must be positive")
+    stop = stop_event or threading.Event()
+    devices = open_devices(opts)
+    try:
+        return _record(opts, out, devices, stop, on_tick)
+    finally:
+        devices.close()
+
+
+def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Event,
+            on_tick: Callable[[dict[str, Any]], None] | None) -> RecordSummary:
+    ev, fr, tr = dev.event_camera, dev.frame_camera, dev.trigger
+    for d in (ev, fr, tr):
+        d.open()
+    check_disk_space(out, estimate_bytes(opts, fr.width, fr.height))
+    n_pulses = max(1, round(opts.duration_s * opts.rate_hz))
+    ev_settings = EventCameraSettings(trigger_in_channel=0)
+    fr_settings = FrameCameraSettings(exposure_us=opts.exposure_us or 5000.0, gain_db=opts.gain_db,
+                                      pixel_format=opts.pixel_format)
+    if opts.exposure_us is None and dev.sim_rig is not None:
+        fr_settings.exposure_us = float(dev.sim_rig.default_exposure_us)  # the scenario's choice
+    tr_settings = TriggerSettings(rate_hz=opts.rate_hz, width_us=opts.width_us, count=n_pulses)
+    ev.configure(ev_settings)
+    fr.configure(fr_settings)
+    tr.configure(tr_settings)
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "tool_version": __version__, "status": "recording",
+        "started_utc": utc_now_iso(), "stopped_utc": None, "sim": dev.sim_rig is not None,
+        "scenario": opts.scenario if dev.sim_rig is not None else None,
+        "seed": opts.seed if dev.sim_rig is not None else None,
+        "duration_s": opts.duration_s,
+        "devices": {"event_camera": ev.info().to_dict(), "frame_camera": fr.info().to_dict(),
+                    "trigger": tr.info().to_dict()},
+        "settings": {"event_camera": asdict(ev_settings), "frame_camera": asdict(fr_settings),
+                     "trigger": {**asdict(tr_settings), "rate_mhz": tr_settings.rate_mhz},
+                     "sim_faults": opts.sim_faults},
+        "wiring": {"trigger_to": ["frame:Line3", "event:TRIG_IN"], "event_trigger_channel": 0,
+                   "exposure_active_to_event": False},
+        "geometry": {"event": [ev.width, ev.height], "frame": [fr.width, fr.height]},
+        "counts": {}, "status_detail": "",
+    }
+    write_json_atomic(out / MANIFEST, manifest)
+    if dev.sim_rig is not None:
+        dev.sim_rig.attach_ground_truth(out / GROUND_TRUTH)
+
+    writer = FramesWriter(out / FRAMES_H5, fr.width, fr.height, opts.pixel_format)
+    triggers_csv = TriggersCsvWriter(out / TRIGGERS_CSV)
+    pipeline = FramePipeline(fr, writer, queue_frames=opts.queue_frames)
+    status_line = StatusLine(opts.show_status)
+    t0 = time.monotonic()
+    status, detail = "complete", ""
+    pulses_emitted = 0
+    try:
+        with sigint_sets(stop):
+            ev.start_recording(out / EVENTS_RAW)
+            fr.start()
+            pipeline.start()
+            tr.start()
+            done_since: float | None = None
+            while True:
+                time.sleep(0.05)
+                for pulse in tr.read_pulses():
+                    triggers_csv.write(pulse.index, pulse.t_us)
+                st = tr.status()
+                pulses_emitted = st.pulses_emitted
+                rates = ev.rates()
+                c = pipeline.counts
+                tick = {"pulses": pulses_emitted, "frames": c["received"], "events": rates.events_total,
+                        "wall_s": time.monotonic() - t0}
+                if on_tick is not None:
+                    on_tick(tick)
+                status_line.update(
+                    f"rec {pulses_emitted / opts.rate_hz:6.1f}/{opts.duration_s:.0f} s | "
+                    f"events {rates.event_rate_ev_s / 1e6:5.2f} Mev/s | frames {c['received']} | "
+                    f"drops {c['frame_id_gaps'] + c['dropped_queue_full']} | "
+                    f"{(rates.bytes_written + writer.bytes_in) / 1e6:7.1f} MB")
+                if pipeline.error is not None:
+                    raise pipeline.error
+                if stop.is_set():
+                    status, detail = "interrupted", "stopped by the user (Ctrl-C)"
+                    break
+                if st.state != "running":
+                    done_since = done_since or time.monotonic()
+                    accounted = c["received"] + c["frame_id_gaps"]
+                    if accounted >= pulses_emitted or time.monotonic() - done_since > 2.0:
+                        break
+                elif time.monotonic() - pipeline.last_frame_monotonic > 60.0:
+                    raise RecordError("no frame for 60 s while the trigger runs: check the wiring")
+    except KeyboardInterrupt:
+        status, detail = "interrupted", "stopped by the user (Ctrl-C twice)"
+    except BaseException as exc:
+        status, detail = "failed", f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        for action in (tr.stop, pipeline.stop, fr.stop, ev.stop_recording):
+            with contextlib.suppress(Exception):
+                action()
+        with contextlib.suppress(Exception):
+            for pulse in tr.read_pulses():
+                triggers_csv.write(pulse.index, pulse.t_us)
+        with contextlib.suppress(Exception):
+            pulses_emitted = tr.status().pulses_emitted
+        triggers_csv.close()
+        writer.close()
+        status_line.close()
+        rates = ev.rates()
+        c = pipeline.counts
+        counts = {
+            "pulses_sent": pulses_emitted, "pulse_reports": triggers_csv.count,
+            "frames_received": c["received"], "frames_written": c["written"],
+            "frames_dropped": c["frame_id_gaps"] + c["dropped_queue_full"],
+            "frames_dropped_camera": c["frame_id_gaps"], "frames_dropped_queue": c["dropped_queue_full"],
+            "frames_missing": max(0, pulses_emitted - c["received"] - c["frame_id_gaps"]),
+            "frames_incomplete": c["incomplete"], "trigger_events": rates.triggers_total,
+            "events": rates.events_total, "bytes_events": rates.bytes_written,
+        }
+        manifest.update({"status": status, "status_detail": detail, "stopped_utc": utc_now_iso(),
+                         "counts": counts})
+        write_json_atomic(out / MANIFEST, manifest)
+    return RecordSummary(out, status, time.monotonic() - t0, counts, detail)

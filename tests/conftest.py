@@ -1,0 +1,24 @@
+"""Shared fixtures: where the real sample recordings are, and test-wide settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_data() -> Path:
+    env = os.environ.get("RPEA_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """`../shared/data` beside the repository (real Prophesee recordings); skip if absent."""
+    path = _shared_data()
+    if not (path / "evt").is_dir():
+        pytest.skip(f"shared sample data not found at {path} (set RPEA_SHARED_DATA)")
+    return path
