@@ -91,7 +91,10 @@ class ScriptedEvents:
     def close(self): ...
     def info(self): return DeviceInfo("event_camera", "test", "Scripted", "E1")
     def configure(self, s): ...
-    def start_recording(self, p): Path(p).write_bytes(b"% evt 3.0\n% end\n"); self.path = p
+    def start_recording(self, p):
+        Path(p).write_bytes(b"% evt 3.0\n% end\n")
+        self.path = p
+
     def stop_recording(self): ...
     def rates(self): return EventRates(0, 0.0, 0, 16)
 
