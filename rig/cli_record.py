@@ -26,11 +26,11 @@ def _fault_set(text: str | None) -> list[int]:
               help="Seconds to record (simulated seconds on the simulated rig).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Session folder to create [default: recordings/session_<time>].")
-@click.option("--rate", "rate_hz", type=float, default=20.0, show_default=True,
-              help="Trigger rate in Hz (one frame per pulse).")
+@click.option("--rate", "rate_hz", type=float, default=None,
+              help="Trigger rate in Hz, one frame per pulse [default: rig.yaml's, else 20].")
 @click.option("--exposure-us", type=float, default=None,
               help="Frame exposure in microseconds [default: the scenario's, 5000 on hardware].")
-@click.option("--gain-db", type=float, default=0.0, show_default=True)
+@click.option("--gain-db", type=float, default=None, help="Frame gain [default: rig.yaml's, else 0].")
 @click.option("--pixel-format", type=click.Choice(["BayerRG8", "RGB8"]), default="BayerRG8",
               show_default=True)
 @click.option("--sim/--hardware", "sim", default=None,
@@ -52,8 +52,8 @@ def _fault_set(text: str | None) -> list[int]:
               help="(sim) comma-separated pulse indices delivered incomplete.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing session in --out.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
-def record(duration_s: float, out_dir: Path | None, rate_hz: float, exposure_us: float | None,
-           gain_db: float, pixel_format: str, sim: bool | None, scenario: str, seed: int,
+def record(duration_s: float, out_dir: Path | None, rate_hz: float | None, exposure_us: float | None,
+           gain_db: float | None, pixel_format: str, sim: bool | None, scenario: str, seed: int,
            full_res: bool, realtime: bool, trigger_port: str | None, event_backend: str | None,
            frame_backend: str | None, rig_config: Path | None, drop_frames: str | None,
            incomplete_frames: str | None, overwrite: bool, quiet: bool) -> None:

@@ -9,6 +9,7 @@ everything received kept.
 from __future__ import annotations
 
 import contextlib
+import copy
 import queue
 import shutil
 import signal
@@ -31,6 +32,7 @@ from rig.devices import (
     TriggerController,
     TriggerSettings,
 )
+from rig.frame_ids import FrameIdTracker
 from rig.session import (
     EVENTS_RAW,
     FRAMES_H5,
@@ -44,8 +46,6 @@ from rig.session import (
     write_json_atomic,
 )
 
-FRAME_ID_MODULO = 1 << 16  # GigE Vision / USB3 Vision block ids wrap; ids never go back otherwise
-
 
 class RecordError(RuntimeError):
     """The recording could not start or failed (the message says why)."""
@@ -57,10 +57,10 @@ class RecordOptions:
 
     out_dir: Path
     duration_s: float = 60.0
-    rate_hz: float = 20.0
-    width_us: int = 1000
-    exposure_us: float | None = None  # None: the scenario's default (sim) or 5000 us
-    gain_db: float = 0.0
+    rate_hz: float | None = 20.0  # None: rig.yaml's (or 20 Hz)
+    width_us: int | None = 1000  # None: rig.yaml's (or 1000 us)
+    exposure_us: float | None = None  # None: rig.yaml's, the scenario's (sim) or 5000 us
+    gain_db: float | None = None  # None: rig.yaml's (or 0 dB)
     pixel_format: str = "BayerRG8"
     sim: bool = True
     scenario: str = "day"
@@ -108,6 +108,7 @@ class RigDevices:
     frame_camera: FrameCamera
     trigger: TriggerController
     sim_rig: Any = None  # rig.sim.world.SimRig on the simulated rig
+    rig_config: Any = None  # rig.rigconfig.RigConfig when devices came from a rig.yaml
 
     def close(self) -> None:
         for dev in (self.trigger, self.frame_camera, self.event_camera):
@@ -131,7 +132,9 @@ class FramePipeline:
                        "grab_timeouts": 0, "frame_id_gaps": 0}
         self.error: BaseException | None = None
         self.last_frame_monotonic = time.monotonic()
-        self._last_id: int | None = None
+        # GigE Vision ids wrap 65535 -> 1; a camera that wraps says so with these attributes.
+        self._ids = FrameIdTracker(getattr(camera, "frame_id_modulus", None),
+                                   first=getattr(camera, "frame_id_first", 0))
         self._acq = threading.Thread(target=self._acquire, name="frame-acquisition", daemon=True)
         self._wr = threading.Thread(target=self._write, name="frame-writer", daemon=True)
 
@@ -155,11 +158,9 @@ class FramePipeline:
                 self._count("received")
                 if frame.incomplete:
                     self._count("incomplete")
-                if self._last_id is not None:
-                    gap = (frame.frame_id - self._last_id) % FRAME_ID_MODULO - 1
-                    if 0 < gap < FRAME_ID_MODULO // 2:
-                        self._count("frame_id_gaps", gap)
-                self._last_id = frame.frame_id
+                skipped = self._ids.update(frame.frame_id)
+                if skipped:
+                    self._count("frame_id_gaps", skipped)
                 try:
                     self._queue.put_nowait(frame)
                 except queue.Full:
@@ -196,7 +197,8 @@ def check_disk_space(out_dir: Path, need_bytes: int) -> None:
 
 def estimate_bytes(opts: RecordOptions, frame_w: int, frame_h: int) -> int:
     """Worst case: raw frames (compression ignored) plus a busy event stream (20 MB/s)."""
-    frames = opts.duration_s * opts.rate_hz * frame_w * frame_h * (3 if opts.pixel_format == "RGB8" else 1)
+    bytes_per_frame = frame_w * frame_h * (3 if opts.pixel_format == "RGB8" else 1)
+    frames = opts.duration_s * (opts.rate_hz or 100.0) * bytes_per_frame
     return int(frames + opts.duration_s * 20e6 + 50e6)
 
 
@@ -216,11 +218,11 @@ def open_devices(opts: RecordOptions) -> RigDevices:
     if opts.rig_config is not None or (opts.event_backend is None and opts.frame_backend is None):
         from rig.rigconfig import load_rig_config
 
-        config_path = opts.rig_config or Path("rig.yaml")
-        ev, fr, tr = load_rig_config(config_path).create_devices()
+        config = load_rig_config(opts.rig_config or Path("rig.yaml"))
+        ev, fr, tr = config.create_devices()
         if opts.trigger_port:
             tr = _serial_trigger(opts.trigger_port)
-        return RigDevices(ev, fr, tr)
+        return RigDevices(ev, fr, tr, rig_config=config)
     from rig.registry import create_device
 
     if not (opts.event_backend and opts.frame_backend and opts.trigger_port):
@@ -293,7 +295,7 @@ def record_session(opts: RecordOptions, *, stop_event: threading.Event | None = 
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / GROUND_TRUTH, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    if opts.duration_s <= 0 or opts.rate_hz <= 0:
+    if opts.duration_s <= 0 or (opts.rate_hz is not None and opts.rate_hz <= 0):
         raise RecordError("--duration and --rate must be positive")
     stop = stop_event or threading.Event()
     devices = open_devices(opts)
@@ -309,13 +311,23 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
     for d in (ev, fr, tr):
         d.open()
     check_disk_space(out, estimate_bytes(opts, fr.width, fr.height))
-    n_pulses = max(1, round(opts.duration_s * opts.rate_hz))
-    ev_settings = EventCameraSettings(trigger_in_channel=0)
-    fr_settings = FrameCameraSettings(exposure_us=opts.exposure_us or 5000.0, gain_db=opts.gain_db,
-                                      pixel_format=opts.pixel_format)
-    if opts.exposure_us is None and dev.sim_rig is not None:
+    cfg = dev.rig_config
+    ev_settings = copy.deepcopy(cfg.event_settings) if cfg else EventCameraSettings(trigger_in_channel=0)
+    fr_settings = copy.deepcopy(cfg.frame_settings) if cfg else FrameCameraSettings()
+    if opts.rate_hz is None and not cfg:
+        opts.rate_hz = 20.0
+    fr_settings.pixel_format = opts.pixel_format
+    if opts.exposure_us is not None:  # the command line wins over rig.yaml and the scenario
+        fr_settings.exposure_us = opts.exposure_us
+    elif dev.sim_rig is not None:
         fr_settings.exposure_us = float(dev.sim_rig.default_exposure_us)  # the scenario's choice
-    tr_settings = TriggerSettings(rate_hz=opts.rate_hz, width_us=opts.width_us, count=n_pulses)
+    if opts.gain_db is not None:
+        fr_settings.gain_db = opts.gain_db
+    tr_settings = copy.deepcopy(cfg.trigger_settings) if cfg else TriggerSettings()
+    tr_settings.rate_hz = opts.rate_hz or tr_settings.rate_hz
+    tr_settings.width_us = opts.width_us or tr_settings.width_us
+    n_pulses = max(1, round(opts.duration_s * tr_settings.rate_hz))
+    tr_settings.count = n_pulses
     ev.configure(ev_settings)
     fr.configure(fr_settings)
     tr.configure(tr_settings)
@@ -330,8 +342,9 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
         "settings": {"event_camera": asdict(ev_settings), "frame_camera": asdict(fr_settings),
                      "trigger": {**asdict(tr_settings), "rate_mhz": tr_settings.rate_mhz},
                      "sim_faults": opts.sim_faults},
-        "wiring": {"trigger_to": ["frame:Line3", "event:TRIG_IN"], "event_trigger_channel": 0,
-                   "exposure_active_to_event": False},
+        "wiring": cfg.wiring if cfg else {"trigger_to": ["frame:Line3", "event:TRIG_IN"],
+                                          "event_trigger_channel": 0, "exposure_active_to_event": False},
+        "rig_config": cfg.to_dict() if cfg else None,
         "geometry": {"event": [ev.width, ev.height], "frame": [fr.width, fr.height]},
         "counts": {}, "status_detail": "",
     }
@@ -366,7 +379,7 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
                 if on_tick is not None:
                     on_tick(tick)
                 status_line.update(
-                    f"rec {pulses_emitted / opts.rate_hz:6.1f}/{opts.duration_s:.0f} s | "
+                    f"rec {pulses_emitted / tr_settings.rate_hz:6.1f}/{opts.duration_s:.0f} s | "
                     f"events {rates.event_rate_ev_s / 1e6:5.2f} Mev/s | frames {c['received']} | "
                     f"drops {c['frame_id_gaps'] + c['dropped_queue_full']} | "
                     f"{(rates.bytes_written + writer.bytes_in) / 1e6:7.1f} MB")
