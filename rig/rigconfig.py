@@ -1,0 +1,237 @@
+"""`rig.yaml`: which backends drive the real rig, their serials, the wiring and every setting.
+
+Why a file: a recording on hardware depends on facts the software cannot discover safely (which
+FLIR line the MCU drives, which EVK4 trigger channel, whether ExposureActive is wired back), so they
+are written down once, checked against each other here, and stored in every session manifest.
+Example: `configs/rig.example.yaml`. Every error names the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rig.devices import EventCameraSettings, FrameCameraSettings, TriggerSettings
+
+#: Keys a device section may carry besides `backend` and `settings` (passed to the backend).
+DEVICE_ARGS = {
+    "event_camera": ("serial",),
+    "frame_camera": ("serial", "address"),
+    "trigger": ("port",),
+}
+SETTINGS_CLASSES = {"event_camera": EventCameraSettings, "frame_camera": FrameCameraSettings,
+                    "trigger": TriggerSettings}
+WIRING_KEYS = ("trigger_to", "event_trigger_channel", "exposure_active_to_event")
+
+
+class RigConfigError(ValueError):
+    """A rig.yaml that cannot be used; the message names the file and the key."""
+
+
+@dataclass
+class DeviceSection:
+    """One device of the rig: backend name, constructor arguments, settings."""
+
+    backend: str
+    args: dict[str, Any] = field(default_factory=dict)
+    settings: Any = None
+
+
+@dataclass
+class RigConfig:
+    path: Path
+    event_camera: DeviceSection
+    frame_camera: DeviceSection
+    trigger: DeviceSection
+    wiring: dict[str, Any]
+
+    @property
+    def event_settings(self) -> EventCameraSettings:
+        return self.event_camera.settings
+
+    @property
+    def frame_settings(self) -> FrameCameraSettings:
+        return self.frame_camera.settings
+
+    @property
+    def trigger_settings(self) -> TriggerSettings:
+        return self.trigger.settings
+
+    def create_devices(self) -> tuple[Any, Any, Any]:
+        """(event_camera, frame_camera, trigger), created through the backend registry, not opened."""
+        from rig.registry import create_device
+
+        devices = []
+        for kind in ("event_camera", "frame_camera", "trigger"):
+            section: DeviceSection = getattr(self, kind)
+            args = {k: v for k, v in section.args.items() if v is not None}
+            devices.append(create_device(kind, section.backend, **args))
+        return devices[0], devices[1], devices[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        """For the session manifest."""
+        out: dict[str, Any] = {"path": str(self.path), "wiring": dict(self.wiring)}
+        for kind in ("event_camera", "frame_camera", "trigger"):
+            section: DeviceSection = getattr(self, kind)
+            out[kind] = {"backend": section.backend, **section.args,
+                         "settings": dataclasses.asdict(section.settings)}
+        return out
+
+
+def load_rig_config(path: str | os.PathLike[str]) -> RigConfig:
+    """Read and check a rig.yaml (see `configs/rig.example.yaml`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RigConfigError(f"{path}: no such rig config (copy configs/rig.example.yaml to start)") from None
+    except OSError as exc:
+        raise RigConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RigConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_rig_config(data, path)
+
+
+def parse_rig_config(data: Any, path: str | os.PathLike[str] = "<rig config>") -> RigConfig:
+    path = Path(path)
+    if not isinstance(data, dict):
+        raise RigConfigError(f"{path}: expected a mapping with event_camera, frame_camera, trigger, wiring")
+    _no_unknown(data, ("event_camera", "frame_camera", "trigger", "wiring"), path, "")
+    sections = {kind: _device(data.get(kind), kind, path) for kind in SETTINGS_CLASSES}
+    wiring = _wiring(data.get("wiring") or {}, path)
+    config = RigConfig(path, sections["event_camera"], sections["frame_camera"], sections["trigger"], wiring)
+    explicit = "trigger_in_channel" in ((data.get("event_camera") or {}).get("settings") or {})
+    _check_wiring(config, explicit_event_channel=explicit)
+    return config
+
+
+def _no_unknown(mapping: dict[str, Any], allowed: tuple[str, ...], path: Path, where: str) -> None:
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise RigConfigError(f"{path}: unknown key {where}{unknown[0]} (allowed: {', '.join(allowed)})")
+
+
+def _device(section: Any, kind: str, path: Path) -> DeviceSection:
+    if section is None:
+        raise RigConfigError(f"{path}: missing section {kind} (with at least `backend:`)")
+    if not isinstance(section, dict):
+        raise RigConfigError(f"{path}: {kind} must be a mapping")
+    _no_unknown(section, ("backend", "settings", *DEVICE_ARGS[kind]), path, f"{kind}.")
+    backend = section.get("backend")
+    if not isinstance(backend, str) or not backend:
+        example = {"event_camera": "metavision", "frame_camera": "pyspin", "trigger": "serial"}[kind]
+        raise RigConfigError(f"{path}: {kind}.backend must name a backend (e.g. {example})")
+    from rig.registry import backend_names
+
+    if backend not in backend_names(kind):
+        raise RigConfigError(f"{path}: {kind}.backend {backend!r} is not a known backend "
+                             f"(known: {', '.join(backend_names(kind))})")
+    args = {}
+    for key in DEVICE_ARGS[kind]:
+        value = section.get(key)
+        if value is not None and not isinstance(value, str | int):
+            raise RigConfigError(f"{path}: {kind}.{key} must be a string")
+        args[key] = None if value is None else str(value)
+    settings = _settings(SETTINGS_CLASSES[kind], section.get("settings") or {}, path, f"{kind}.settings")
+    if hasattr(settings, "serial") and settings.serial is None:
+        settings.serial = args.get("serial")
+    return DeviceSection(backend, args, settings)
+
+
+def _settings(cls: type, values: Any, path: Path, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise RigConfigError(f"{path}: {where} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _no_unknown(values, tuple(fields), path, f"{where}.")
+    defaults = cls()
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(value, getattr(defaults, name), fields[name].type, path, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, annotation: Any, path: Path, where: str) -> Any:
+    """Check a YAML value against the setting's type (from its annotation and default)."""
+    text = str(annotation)
+    if value is None:
+        if "None" in text:
+            return None
+        raise RigConfigError(f"{path}: {where} may not be empty")
+    if "tuple" in text:
+        if not (isinstance(value, list) and len(value) == 4 and all(isinstance(v, int) for v in value)):
+            raise RigConfigError(f"{path}: {where} must be [x, y, width, height] (integers)")
+        return tuple(value)
+    if "dict" in text:
+        if not isinstance(value, dict) or not all(isinstance(v, int) for v in value.values()):
+            raise RigConfigError(f"{path}: {where} must map names to integers")
+        return {str(k): int(v) for k, v in value.items()}
+    if "float" in text:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RigConfigError(f"{path}: {where} must be a number, got {value!r}")
+        return float(value)
+    if "int" in text:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RigConfigError(f"{path}: {where} must be an integer, got {value!r}")
+        return value
+    if "str" in text:
+        if not isinstance(value, str | int):
+            raise RigConfigError(f"{path}: {where} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _wiring(wiring: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(wiring, dict):
+        raise RigConfigError(f"{path}: wiring must be a mapping")
+    _no_unknown(wiring, WIRING_KEYS, path, "wiring.")
+    trigger_to = wiring.get("trigger_to", ["frame:Line3", "event:TRIG_IN"])
+    if not isinstance(trigger_to, list) or not all(isinstance(t, str) and ":" in t for t in trigger_to):
+        raise RigConfigError(f"{path}: wiring.trigger_to must list targets like frame:Line3, event:TRIG_IN")
+    channel = wiring.get("event_trigger_channel", 0)
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int)):
+        raise RigConfigError(f"{path}: wiring.event_trigger_channel must be an integer channel id")
+    ea = wiring.get("exposure_active_to_event", False)
+    if not isinstance(ea, bool):
+        raise RigConfigError(f"{path}: wiring.exposure_active_to_event must be true or false")
+    return {"trigger_to": list(trigger_to), "event_trigger_channel": channel, "exposure_active_to_event": ea}
+
+
+def _check_wiring(config: RigConfig, *, explicit_event_channel: bool) -> None:
+    """The wiring and the device settings must describe the same cables."""
+    path, wiring = config.path, config.wiring
+    frame, event = config.frame_settings, config.event_settings
+    frame_lines = [t.split(":", 1)[1] for t in wiring["trigger_to"] if t.startswith("frame:")]
+    event_in = any(t.startswith("event:") for t in wiring["trigger_to"])
+    if frame_lines:
+        if frame.trigger_source is None:
+            raise RigConfigError(f"{path}: wiring.trigger_to drives frame:{frame_lines[0]} but "
+                                 "frame_camera.settings.trigger_source is empty (free running)")
+        if frame.trigger_source not in frame_lines:
+            raise RigConfigError(f"{path}: frame_camera.settings.trigger_source is {frame.trigger_source} "
+                                 f"but wiring.trigger_to drives frame:{frame_lines[0]}")
+    if wiring["exposure_active_to_event"]:
+        if frame.strobe_line is None:
+            raise RigConfigError(f"{path}: wiring.exposure_active_to_event is true but "
+                                 "frame_camera.settings.strobe_line names no output line (e.g. Line1)")
+        if event_in:
+            raise RigConfigError(f"{path}: the EVK4 trigger-in has one source: drop event:TRIG_IN from "
+                                 "wiring.trigger_to when ExposureActive drives it")
+    needs_event_channel = event_in or wiring["exposure_active_to_event"]
+    channel = wiring["event_trigger_channel"]
+    if needs_event_channel:
+        if channel is None:
+            raise RigConfigError(f"{path}: wiring.event_trigger_channel is empty but a signal drives the "
+                                 "event camera's trigger-in")
+        if explicit_event_channel and event.trigger_in_channel != channel:
+            raise RigConfigError(f"{path}: event_camera.settings.trigger_in_channel is "
+                                 f"{event.trigger_in_channel} but wiring.event_trigger_channel is {channel}")
+        event.trigger_in_channel = channel
+    elif not explicit_event_channel:
+        event.trigger_in_channel = None  # nothing wired: do not enable a floating input
