@@ -66,7 +66,7 @@ def create_device(kind: str, name: str, **kwargs: Any) -> Any:
 # The built-in table. Each backend module is imported only by `load_backend_class`.
 register_backend("event_camera", "sim", "rig.sim.devices:SimEventCamera", "part of this package")
 register_backend("frame_camera", "sim", "rig.sim.devices:SimFrameCamera", "part of this package")
-register_backend("trigger", "sim", "rig.sim.devices:SimTrigger", "part of this package")
+register_backend("trigger", "sim", "rig.sim.mcu:SimTrigger", "part of this package")
 register_backend("trigger", "serial", "rig.trigger:SerialTrigger", "pip install pyserial")
 register_backend(
     "event_camera",
