@@ -1,0 +1,165 @@
+"""`rpea events`: inspect and convert Prophesee RAW event recordings (EVT3, EVT2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def events() -> None:
+    """Inspect and convert RAW event recordings (EVT3 / EVT2).
+
+    \b
+    Examples:
+      rpea events info session/events.raw
+      rpea events info old_gen3.raw --width 640 --height 480 --json
+      rpea events convert session/events.raw session/events.h5
+    """
+
+
+def _summarise(path: Path, width: int | None, height: int | None, chunk_bytes: int) -> dict:
+    """Stream the file once: counts, rates, triggers per channel/edge, ERC, anomalies."""
+    from tqdm import tqdm
+
+    from rig.evt3 import RawReader
+
+    reader = RawReader(path, width=width, height=height, chunk_bytes=chunk_bytes)
+    n_on = 0
+    trig_counts: dict[tuple[int, int], int] = {}
+    peak_per_ms = 0
+    carry_ms, carry_n = None, 0
+    with tqdm(total=reader.progress_total(), unit="B", unit_scale=True, desc="decode",
+              disable=None, leave=False) as bar:  # fmt: skip
+        for ev, tr in reader:
+            n_on += int(ev["p"].sum())
+            if ev.size:
+                ms, cnt = np.unique(ev["t"] // 1000, return_counts=True)
+                if carry_ms is not None and ms[0] == carry_ms:
+                    cnt[0] += carry_n
+                elif carry_ms is not None:
+                    peak_per_ms = max(peak_per_ms, carry_n)
+                if cnt.size > 1:
+                    peak_per_ms = max(peak_per_ms, int(cnt[:-1].max()))
+                carry_ms, carry_n = int(ms[-1]), int(cnt[-1])
+            if tr.size:
+                keys, cnt = np.unique(tr["id"].astype(np.int64) * 2 + tr["value"], return_counts=True)
+                for k, c in zip(keys, cnt, strict=True):
+                    key = (int(k) // 2, int(k) % 2)
+                    trig_counts[key] = trig_counts.get(key, 0) + int(c)
+            bar.update(reader.chunk_bytes)
+    peak_per_ms = max(peak_per_ms, carry_n)
+    s = reader.stats
+    dur_s = s.duration_us / 1e6
+    return {
+        "file": str(path),
+        "format": s.format,
+        "geometry": {"width": s.width, "height": s.height, "source": s.geometry_source},
+        "header": s.header,
+        "bytes": {"header": s.header_bytes, "data": s.data_bytes},
+        "words": s.words,
+        "word_counts": s.word_counts,
+        "skipped_words_before_first_time_high": s.skipped_words,
+        "events": {"total": s.events, "on": n_on, "off": s.events - n_on},
+        "time_us": {"first": s.t_first_us, "last": s.t_last_us, "duration": s.duration_us},
+        "rate_ev_per_s": {"mean": (s.events / dur_s) if dur_s > 0 else None,
+                          "peak_1ms": peak_per_ms * 1000},
+        "triggers": {"total": s.triggers,
+                     "per_channel": {f"{ch}/{'rising' if v else 'falling'}": n
+                                     for (ch, v), n in sorted(trig_counts.items())}},
+        "erc": {"input_records": s.erc_input_records, "input_events": s.erc_input_events,
+                "output_records": s.erc_output_records, "output_events": s.erc_output_events},
+        "anomalies": s.anomalies,
+        "anomaly_samples": [{"byte_offset": o, "kind": k} for o, k in s.anomaly_samples[:20]],
+    }  # fmt: skip
+
+
+@events.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--width", type=int, default=None, help="Sensor width if the header has none.")
+@click.option("--height", type=int, default=None, help="Sensor height if the header has none.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--chunk-mb", type=float, default=8.0, show_default=True,
+              help="Decode chunk size (memory stays bounded by it).")  # fmt: skip
+def info(file: Path, width: int | None, height: int | None, as_json: bool, chunk_mb: float) -> None:
+    """Summarise FILE.raw: geometry, duration, counts, rates, triggers, ERC, anomalies.
+
+    \b
+    Example:
+      rpea events info session/events.raw
+    """
+    try:
+        summary = _summarise(file, width, height, int(chunk_mb * (1 << 20)))
+    except (ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from e
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    g = summary["geometry"]
+    t = summary["time_us"]
+    ev = summary["events"]
+    rate = summary["rate_ev_per_s"]
+    lines = [
+        f"file        {summary['file']}",
+        f"format      {summary['format']}  {g['width']}x{g['height']} (from {g['source']})",
+        f"serial      {summary['header'].get('serial_number', '?')}  "
+        f"plugin {summary['header'].get('plugin_name', '?')}",
+        f"data        {summary['bytes']['data']} bytes, {summary['words']} words"
+        f" ({summary['skipped_words_before_first_time_high']} before the first TIME_HIGH)",
+        f"time        {t['first']} .. {t['last']} us  (duration {t['duration'] / 1e6:.6f} s)",
+        f"events      {ev['total']}  (ON {ev['on']}, OFF {ev['off']})",
+        "rate        mean "
+        + (f"{rate['mean'] / 1e6:.3f} Mev/s" if rate["mean"] else "n/a")
+        + f", peak (1 ms) {rate['peak_1ms'] / 1e6:.3f} Mev/s",
+        f"triggers    {summary['triggers']['total']}"
+        + "".join(f"  [{k}: {n}]" for k, n in summary["triggers"]["per_channel"].items()),
+        f"erc         in {summary['erc']['input_records']} records / "
+        f"{summary['erc']['input_events']} ev, out {summary['erc']['output_records']} records / "
+        f"{summary['erc']['output_events']} ev",
+        "words       " + ", ".join(f"{k} {v}" for k, v in summary["word_counts"].items()),
+        "anomalies   " + (", ".join(f"{k} {v}" for k, v in summary["anomalies"].items())
+                          or "none"),
+    ]  # fmt: skip
+    for a in summary["anomaly_samples"][:10]:
+        lines.append(f"            at byte {a['byte_offset']}: {a['kind']}")
+    click.echo("\n".join(lines))
+
+
+@events.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--width", type=int, default=None, help="Sensor width if the header has none.")
+@click.option("--height", type=int, default=None, help="Sensor height if the header has none.")
+@click.option("--chunk-mb", type=float, default=8.0, show_default=True,
+              help="Decode chunk size (memory stays bounded by it).")  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+def convert(file: Path, out: Path, width: int | None, height: int | None, chunk_mb: float,
+            force: bool) -> None:  # fmt: skip
+    """Convert FILE.raw to OUT.h5 in the DSEC layout (events/x,y,t,p, ms_to_idx, t_offset).
+
+    Streams in chunks (bounded memory), compresses with Blosc-zstd + bitshuffle (read it with
+    `import hdf5plugin`), writes atomically. Trigger edges go to triggers/t,id,value.
+
+    \b
+    Example:
+      rpea events convert session/events.raw session/events.h5
+    """
+    from tqdm import tqdm
+
+    from dataset.events import raw_to_dsec
+
+    if out.exists() and not force:
+        raise click.ClickException(f"{out} exists (use --force to overwrite)")
+    total = max(0, file.stat().st_size)
+    try:
+        with tqdm(total=total, unit="B", unit_scale=True, desc="convert", disable=None) as bar:
+            stats = raw_to_dsec(file, out, chunk_bytes=int(chunk_mb * (1 << 20)), width=width,
+                                height=height, progress=bar.update)  # fmt: skip
+    except (ValueError, OSError) as e:
+        raise click.ClickException(f"{file}: {e}") from e
+    anomalies = ", ".join(f"{k} {v}" for k, v in stats.anomalies.items()) or "none"
+    click.echo(f"wrote {out}: {stats.events} events, {stats.triggers} trigger edges, "
+               f"{stats.width}x{stats.height}; anomalies: {anomalies}")  # fmt: skip

@@ -1,0 +1,327 @@
+"""Event toolkit: millisecond index, time slicing, and the DSEC HDF5 event layout.
+
+DSEC layout (group `events/`): `x`, `y` uint16, `t` uint32 (us since `t_offset`), `p` uint8,
+`t_offset` int64 scalar, `ms_to_idx` uint64 with `ms_to_idx[m]` = index of the first event with
+`t >= 1000 * m`. Compression is Blosc-zstd + bitshuffle (hdf5plugin), chunked and written in
+streaming fashion, so files larger than RAM convert in bounded memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+from rig.evt3 import EVENT_DTYPE
+
+#: Elements per HDF5 chunk of the event datasets (256 Ki events: ~0.5-2 MB per chunk).
+CHUNK_EVENTS = 1 << 18
+#: DSEC stores t as uint32 microseconds after t_offset: at most ~71.6 minutes per file.
+MAX_T_REL_US = (1 << 32) - 1
+
+
+def compression() -> dict:
+    """h5py dataset keywords of the DSEC compression (Blosc-zstd, bitshuffle)."""
+    return dict(hdf5plugin.Blosc(cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
+
+
+# ---------------------------------------------------------------------------------------------
+# millisecond index and slicing
+
+
+def ms_to_idx(t_us: np.ndarray, t_offset_us: int = 0, num_ms: int | None = None) -> np.ndarray:
+    """`idx[m]` = first index with `t - t_offset >= 1000 m`, for m < num_ms (t sorted).
+
+    Default length covers every millisecond up to the last event (DSEC's convention).
+    """
+    t = np.asarray(t_us, np.int64) - int(t_offset_us)
+    if num_ms is None:
+        num_ms = int(t[-1]) // 1000 + 1 if t.size else 0
+    bounds = np.arange(num_ms, dtype=np.int64) * 1000
+    return np.searchsorted(t, bounds, side="left").astype(np.uint64)
+
+
+def time_range_indices(
+    t_us: np.ndarray,
+    t0_us: int,
+    t1_us: int,
+    ms_index: np.ndarray | None = None,
+    t_offset_us: int = 0,
+) -> tuple[int, int]:
+    """Index range [i0, i1) of the events with t0 <= t < t1 (t sorted, absolute us).
+
+    With a millisecond index only the events of the covering milliseconds are searched (what
+    makes slicing a large memory-mapped or HDF5 array cheap).
+    """
+    n = len(t_us)
+    if t1_us <= t0_us or n == 0:
+        i = 0 if n == 0 else int(np.searchsorted(t_us, t0_us, side="left"))
+        return i, i
+    if ms_index is None or len(ms_index) == 0:
+        return (int(np.searchsorted(t_us, t0_us, side="left")),
+                int(np.searchsorted(t_us, t1_us, side="left")))  # fmt: skip
+    return (_ms_search(t_us, t0_us, ms_index, t_offset_us),
+            _ms_search(t_us, t1_us, ms_index, t_offset_us))  # fmt: skip
+
+
+def _ms_search(t_us, t_abs: int, ms_index: np.ndarray, t_offset_us: int) -> int:
+    n = len(t_us)
+    rel = int(t_abs) - int(t_offset_us)
+    if rel <= 0:
+        return 0
+    m = rel // 1000
+    if m >= len(ms_index):
+        lo = int(ms_index[-1])
+        hi = n
+    else:
+        lo = int(ms_index[m])
+        hi = int(ms_index[m + 1]) if m + 1 < len(ms_index) else n
+    seg = np.asarray(t_us[lo:hi], np.int64)
+    return lo + int(np.searchsorted(seg, t_abs, side="left"))
+
+
+def slice_events(
+    events: np.ndarray, t0_us: int, t1_us: int, ms_index: np.ndarray | None = None,
+    t_offset_us: int = 0,
+) -> np.ndarray:  # fmt: skip
+    """The events with t0 <= t < t1 (a view; `events` sorted by t)."""
+    i0, i1 = time_range_indices(events["t"], t0_us, t1_us, ms_index, t_offset_us)
+    return events[i0:i1]
+
+
+def iter_time_windows(
+    events: np.ndarray, window_us: int, t_start_us: int | None = None
+) -> Iterable[tuple[int, np.ndarray]]:
+    """Consecutive fixed windows [t, t + window) over sorted events: yields (t_start, slice)."""
+    if events.size == 0:
+        return
+    t = events["t"]
+    start = int(t[0]) if t_start_us is None else int(t_start_us)
+    edges = np.arange(start, int(t[-1]) + window_us + 1, window_us, dtype=np.int64)
+    idx = np.searchsorted(t, edges, side="left")
+    for k in range(len(edges) - 1):
+        yield int(edges[k]), events[idx[k] : idx[k + 1]]
+
+
+# ---------------------------------------------------------------------------------------------
+# DSEC HDF5 writer / reader
+
+
+class DsecWriter:
+    """Append sorted events to a DSEC `events/` group, chunk by chunk (bounded memory).
+
+    Give a path (the file is written to a temporary name and renamed on `close`, so a crash
+    never leaves a half file under the final name) or an open h5py group to write into.
+    `t_offset_us` defaults to the first event's time.
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike | h5py.Group,
+        *,
+        t_offset_us: int | None = None,
+        group: str = "events",
+        attrs: dict | None = None,
+    ) -> None:
+        self._own_file = not isinstance(target, h5py.Group)
+        if self._own_file:
+            self.path = Path(target)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = self.path.with_name(self.path.name + ".tmp")
+            self._file = h5py.File(self._tmp, "w")
+            parent = self._file
+        else:
+            self.path = Path(target.file.filename)
+            self._file = None
+            parent = target
+        self.group = parent.require_group(group)
+        for k, v in (attrs or {}).items():
+            (self._file if self._own_file else parent).attrs[k] = v
+        comp = compression()
+        self._ds = {}
+        for name, dtype in (("x", np.uint16), ("y", np.uint16), ("t", np.uint32), ("p", np.uint8)):
+            self._ds[name] = self.group.create_dataset(
+                name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(CHUNK_EVENTS,), **comp
+            )
+        self._ms = self.group.create_dataset(
+            "ms_to_idx", shape=(0,), maxshape=(None,), dtype=np.uint64, chunks=(1 << 16,), **comp
+        )
+        self.t_offset_us = None if t_offset_us is None else int(t_offset_us)
+        self.count = 0
+        self._last_t: int | None = None
+        self._next_ms = 0
+        self._closed = False
+
+    def append(self, events: np.ndarray) -> None:
+        """Append events (EVENT_DTYPE-like, t absolute us, sorted, after what was appended)."""
+        if self._closed:
+            raise ValueError(f"{self.path}: append() after close()")
+        if events.size == 0:
+            return
+        t = np.asarray(events["t"], np.int64)
+        if self.t_offset_us is None:
+            self.t_offset_us = int(t[0])
+        if (self._last_t is not None and t[0] < self._last_t) or np.any(np.diff(t) < 0):
+            raise ValueError(f"{self.path}: event times must be sorted (DSEC ms_to_idx needs it)")
+        rel = t - self.t_offset_us
+        if rel[0] < 0 or rel[-1] > MAX_T_REL_US:
+            raise ValueError(
+                f"{self.path}: event times {int(t[0])}..{int(t[-1])} us do not fit uint32 after "
+                f"t_offset {self.t_offset_us} us (DSEC t is uint32: at most ~71 min per file)"
+            )
+        n0, n = self.count, t.size
+        for name, arr in (("x", events["x"]), ("y", events["y"]), ("t", rel), ("p", events["p"])):
+            ds = self._ds[name]
+            ds.resize((n0 + n,))
+            ds[n0:] = arr.astype(ds.dtype, copy=False)
+        last_ms = int(rel[-1]) // 1000
+        if last_ms >= self._next_ms:
+            bounds = np.arange(self._next_ms, last_ms + 1, dtype=np.int64) * 1000
+            idx = (n0 + np.searchsorted(rel, bounds, side="left")).astype(np.uint64)
+            m0 = self._ms.shape[0]
+            self._ms.resize((m0 + idx.size,))
+            self._ms[m0:] = idx
+            self._next_ms = last_ms + 1
+        self.count += n
+        self._last_t = int(t[-1])
+
+    def close(self) -> Path:
+        """Write `t_offset`, finish the file (atomic rename when this writer owns it)."""
+        if self._closed:
+            return self.path
+        self._closed = True
+        if "t_offset" in self.group:
+            del self.group["t_offset"]
+        self.group.create_dataset("t_offset", data=np.int64(self.t_offset_us or 0))
+        if self._own_file:
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop a half-written file (own file only)."""
+        self._closed = True
+        if self._own_file:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> DsecWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class DsecReader:
+    """Read events of a DSEC-layout file by time or index range (absolute microseconds)."""
+
+    def __init__(self, path: str | os.PathLike, group: str = "events") -> None:
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as e:
+            raise ValueError(f"{self.path}: not a readable HDF5 file ({e})") from e
+        if group not in self._file or "t" not in self._file[group]:
+            self._file.close()
+            raise ValueError(f"{self.path}: no DSEC event group {group!r} (events/x,y,t,p)")
+        g = self._file[group]
+        self.group = g
+        self.t_offset_us = int(g["t_offset"][()]) if "t_offset" in g else 0
+        self.ms_to_idx = g["ms_to_idx"][:] if "ms_to_idx" in g else None
+        self._t = g["t"]
+
+    def __len__(self) -> int:
+        return int(self._t.shape[0])
+
+    @property
+    def t_range_us(self) -> tuple[int, int]:
+        if len(self) == 0:
+            return self.t_offset_us, self.t_offset_us
+        return (self.t_offset_us + int(self._t[0]), self.t_offset_us + int(self._t[-1]))
+
+    def read_index(self, i0: int, i1: int) -> np.ndarray:
+        """Events [i0, i1) as EVENT_DTYPE with absolute t."""
+        g = self.group
+        out = np.empty(max(0, i1 - i0), EVENT_DTYPE)
+        if out.size:
+            out["t"] = g["t"][i0:i1].astype(np.int64) + self.t_offset_us
+            out["x"] = g["x"][i0:i1]
+            out["y"] = g["y"][i0:i1]
+            out["p"] = g["p"][i0:i1]
+        return out
+
+    def index_range(self, t0_us: int, t1_us: int) -> tuple[int, int]:
+        """[i0, i1) of the events with t0 <= t < t1 (absolute us), via ms_to_idx."""
+        if t1_us <= t0_us or len(self) == 0:
+            return 0, 0
+        return (self._search(t0_us), self._search(t1_us))
+
+    def _search(self, t_abs: int) -> int:
+        rel = int(t_abs) - self.t_offset_us
+        n = len(self)
+        if rel <= 0:
+            return 0
+        ms = self.ms_to_idx
+        if ms is None or len(ms) == 0:
+            lo, hi = 0, n
+        else:
+            m = rel // 1000
+            lo = int(ms[min(m, len(ms) - 1)])
+            hi = int(ms[m + 1]) if m + 1 < len(ms) else n
+        seg = self._t[lo:hi].astype(np.int64)
+        return lo + int(np.searchsorted(seg, rel, side="left"))
+
+    def read_time(self, t0_us: int, t1_us: int) -> np.ndarray:
+        """Events with t0 <= t < t1 (absolute us)."""
+        return self.read_index(*self.index_range(t0_us, t1_us))
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> DsecReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def raw_to_dsec(
+    raw_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    chunk_bytes: int = 8 << 20,
+    width: int | None = None,
+    height: int | None = None,
+    progress: Callable[[int], None] | None = None,
+):
+    """Convert a RAW recording (EVT3/EVT2) to a DSEC HDF5 file in bounded memory.
+
+    `progress(n_bytes)` is called with the bytes decoded per step. Returns the decode
+    statistics (rig.evt3.DecodeStats). Trigger edges go to `triggers/t,id,value` (absolute us).
+    """
+    from rig.evt3 import RawReader
+
+    reader = RawReader(raw_path, width=width, height=height, chunk_bytes=chunk_bytes)
+    trig_parts = []
+    attrs = {"width": reader.width, "height": reader.height, "source": str(Path(raw_path).name),
+             "format": reader.format}  # fmt: skip
+    with DsecWriter(out_path, attrs=attrs) as w:
+        for events, triggers in reader:
+            w.append(events)
+            if triggers.size:
+                trig_parts.append(triggers)
+            if progress:
+                progress(reader.chunk_bytes)
+        trig = np.concatenate(trig_parts) if trig_parts else None
+        tg = w._file.require_group("triggers")
+        for name in ("t", "id", "value"):
+            data = trig[name] if trig is not None else np.zeros(0, "u1" if name != "t" else "<i8")
+            tg.create_dataset(name, data=data)
+    return reader.stats

@@ -1,0 +1,166 @@
+"""Numba kernels of the EVT2 codec (32-bit words), as Prophesee Gen3 cameras write them.
+
+Word layout (Prophesee "EVT 2.0 format", OpenEB `evt2_event_types.h`), type in bits 31..28:
+  0x0 CD_OFF / 0x1 CD_ON  [27:22] time bits 5..0, [21:11] x, [10:0] y
+  0x8 EVT_TIME_HIGH       [27:0] time bits 33..6
+  0xA EXT_TRIGGER         [27:22] time bits 5..0, [12:8] channel, [0] edge
+  0xE OTHERS, 0xF CONTINUED (vendor data, skipped)
+A time loop (OpenEB) is counted when a TIME_HIGH falls back by at least MaxTimestamp - 10000 us.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from rig._evt3_kernels import put_event
+
+MAX_TIMESTAMP = ((1 << 28) - 1) << 6
+LOOP_THRESHOLD = 10000
+TIME_LOOP = MAX_TIMESTAMP + (1 << 6)
+
+D_BASE_SET = 0
+D_BASE_TIME = 1  # TIME_HIGH << 6 plus the loop shift
+D_SHIFT = 2  # loops * TIME_LOOP
+D_LAST_T = 3
+D_WORD_BASE = 4
+D_N_ANOM = 5
+D_SKIPPED = 6
+D_NSTATE = 8
+
+
+def new_decoder_state() -> np.ndarray:
+    st = np.zeros(D_NSTATE, np.int64)
+    st[D_LAST_T] = -1
+    return st
+
+
+@njit(cache=True)
+def count_bounds(words):
+    """Upper bounds of (events, triggers) in `words`."""
+    ne = 0
+    nt = 0
+    for k in range(words.shape[0]):
+        typ = np.int64(words[k]) >> 28
+        if typ <= 1:
+            ne += 1
+        elif typ == 10:
+            nt += 1
+    return ne, nt
+
+
+@njit(cache=True, inline="always")
+def _anomaly(kind, k, st, anom_counts, anom_off, anom_kind):
+    anom_counts[kind] += 1
+    a = st[D_N_ANOM]
+    if a < anom_off.shape[0]:
+        anom_off[a] = st[D_WORD_BASE] + k
+        anom_kind[a] = kind
+        st[D_N_ANOM] = a + 1
+
+
+@njit(cache=True)
+def decode_words(
+    words, st, width, height,
+    out, ne0,
+    tr_t, tr_id, tr_v, nt0,
+    word_counts, anom_counts, anom_off, anom_kind,
+):  # fmt: skip
+    """Decode EVT2 `words` from positions (ne0, nt0); return the new positions.
+
+    `out` is the uint8 view of an EVENT_DTYPE array with spare records past the bound.
+    """
+    ne = ne0
+    nt = nt0
+    base_set = st[D_BASE_SET]
+    base = st[D_BASE_TIME]
+    shift = st[D_SHIFT]
+    last_t = st[D_LAST_T]
+    skipped = st[D_SKIPPED]
+    for k in range(words.shape[0]):
+        w = np.int64(words[k])
+        typ = w >> 28
+        word_counts[typ] += 1
+        if base_set == 0:
+            if typ != 8:
+                skipped += 1
+                continue
+            base_set = 1
+            base = (w & 0x0FFFFFFF) << 6
+            continue
+        if typ <= 1:
+            t = base + ((w >> 22) & 0x3F)
+            if t < last_t:
+                _anomaly(2, k, st, anom_counts, anom_off, anom_kind)
+            last_t = t
+            x = (w >> 11) & 0x7FF
+            y = w & 0x7FF
+            put_event(out, ne, t, x | (y << 16) | (typ << 32))
+            if x < width and y < height:
+                ne += 1
+            else:
+                _anomaly(0, k, st, anom_counts, anom_off, anom_kind)
+        elif typ == 8:
+            new_th = ((w & 0x0FFFFFFF) << 6) + shift
+            if new_th < base and base - new_th >= MAX_TIMESTAMP - LOOP_THRESHOLD:
+                shift += TIME_LOOP
+                new_th += TIME_LOOP
+            elif new_th < base:
+                _anomaly(1, k, st, anom_counts, anom_off, anom_kind)
+            base = new_th
+        elif typ == 10:
+            t = base + ((w >> 22) & 0x3F)
+            last_t = t
+            tr_t[nt] = t
+            tr_id[nt] = (w >> 8) & 0x1F
+            tr_v[nt] = w & 1
+            nt += 1
+        elif typ != 14 and typ != 15:
+            _anomaly(6, k, st, anom_counts, anom_off, anom_kind)
+    st[D_BASE_SET] = base_set
+    st[D_BASE_TIME] = base
+    st[D_SHIFT] = shift
+    st[D_LAST_T] = last_t
+    st[D_SKIPPED] = skipped
+    st[D_WORD_BASE] += words.shape[0]
+    return ne, nt
+
+
+@njit(cache=True)
+def encode_words(ev_t, ev_x, ev_y, ev_p, tr_t, tr_id, tr_v, out):
+    """EVT2 words for time-sorted events and triggers (a TIME_HIGH whenever bits 33..6 change).
+
+    Used to make test files; times must be below 2^34 us.
+    """
+    ne = ev_t.shape[0]
+    nt = tr_t.shape[0]
+    i = 0
+    j = 0
+    n = 0
+    high = np.int64(-1)
+    while i < ne or j < nt:
+        is_trig = j < nt and (i >= ne or tr_t[j] <= ev_t[i])
+        t = tr_t[j] if is_trig else ev_t[i]
+        h = t >> 6
+        if h != high:
+            out[n] = (np.int64(8) << 28) | (h & 0x0FFFFFFF)
+            n += 1
+            high = h
+        if is_trig:
+            out[n] = (
+                (np.int64(10) << 28)
+                | ((t & 0x3F) << 22)
+                | ((np.int64(tr_id[j]) & 0x1F) << 8)
+                | (np.int64(tr_v[j]) & 1)
+            )
+            j += 1
+        else:
+            out[n] = (
+                ((np.int64(ev_p[i]) & 1) << 28)
+                | ((t & 0x3F) << 22)
+                | ((np.int64(ev_x[i]) & 0x7FF) << 11)
+                | (np.int64(ev_y[i]) & 0x7FF)
+            )
+            i += 1
+        n += 1
+    return n

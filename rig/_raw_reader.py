@@ -1,0 +1,309 @@
+"""Decode Prophesee RAW files (EVT3, EVT2) whole or in bounded-memory chunks, with statistics.
+
+Why one reader for both: the header, the geometry rules, the statistics and the anomaly
+reporting are the same; only the word kernels differ. The kernels carry their state across
+chunks, so the output never depends on the chunk size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rig import _evt2_kernels as _k2
+from rig import _evt3_kernels as _k3
+from rig._evt_common import (
+    ANOMALY_NAMES,
+    EVENT_DTYPE,
+    EVT2_WORD_NAMES,
+    EVT3_WORD_NAMES,
+    MAX_ANOMALY_SAMPLES,
+    N_ANOMALY_KINDS,
+    TRIGGER_DTYPE,
+    TRUNCATED,
+)
+from rig.raw_header import RawHeader, read_header
+
+#: Default chunk of `iter_chunks` (bytes of event words read per step).
+DEFAULT_CHUNK_BYTES = 4 << 20
+#: Spare event slots past the bound: vectors are written branch-free, 12 slots at a time.
+_VECTOR_SLACK = 12
+#: Geometry used when neither the header, the caller nor the plugin name gives one (no filtering).
+FORMAT_MAX_SIDE = 2048
+
+
+@dataclass
+class DecodeStats:
+    """What a decode saw: counts per word type, events, triggers, ERC counters and anomalies."""
+
+    path: str = ""
+    format: str = "EVT3"
+    width: int = 0
+    height: int = 0
+    geometry_source: str = ""  # "header", "argument", "plugin_name" or "format maximum"
+    header: dict[str, str] = field(default_factory=dict)
+    header_bytes: int = 0
+    data_bytes: int = 0
+    words: int = 0
+    word_counts: dict[str, int] = field(default_factory=dict)
+    skipped_words: int = 0  # before the first TIME_HIGH
+    events: int = 0
+    triggers: int = 0
+    t_first_us: int | None = None
+    t_last_us: int | None = None
+    erc_input_records: int = 0
+    erc_input_events: int = 0
+    erc_output_records: int = 0
+    erc_output_events: int = 0
+    anomalies: dict[str, int] = field(default_factory=dict)
+    anomaly_samples: list[tuple[int, str]] = field(default_factory=list)  # (byte offset, kind)
+
+    @property
+    def anomaly_total(self) -> int:
+        return sum(self.anomalies.values())
+
+    @property
+    def duration_us(self) -> int:
+        if self.t_first_us is None or self.t_last_us is None:
+            return 0
+        return self.t_last_us - self.t_first_us
+
+
+class RawReader:
+    """A RAW file opened for decoding: header, format, geometry, and the decode itself.
+
+    `read_all()` decodes the whole file at once (fastest); iterating yields `(events,
+    triggers)` chunks of bounded size. Both fill `stats`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        evt_format: str | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such RAW file")
+        self.header: RawHeader = read_header(self.path)
+        fmt = self.header.evt_format or (evt_format.upper() if evt_format else "EVT3")
+        if fmt not in ("EVT3", "EVT2"):
+            raise ValueError(f"{self.path}: unsupported event format {fmt} (EVT3 and EVT2 only)")
+        self.format = fmt
+        self.word_bytes = 2 if fmt == "EVT3" else 4
+        geo = self.header.geometry
+        source = "header"
+        if geo is None and width is not None and height is not None:
+            geo, source = (int(width), int(height)), "argument"
+        if geo is None and self.header.plugin_geometry is not None:
+            geo, source = self.header.plugin_geometry, "plugin_name"
+        if geo is None:
+            geo, source = (FORMAT_MAX_SIDE, FORMAT_MAX_SIDE), "format maximum"
+        self.width, self.height = geo
+        self.chunk_bytes = max(self.word_bytes, int(chunk_bytes) // self.word_bytes * self.word_bytes)
+        size = self.path.stat().st_size
+        self.data_bytes = size - self.header.size_bytes
+        names = EVT3_WORD_NAMES if fmt == "EVT3" else EVT2_WORD_NAMES
+        self._names = names
+        self.stats = DecodeStats(
+            path=str(self.path),
+            format=fmt,
+            width=self.width,
+            height=self.height,
+            geometry_source=source,
+            header=dict(self.header.fields),
+            header_bytes=self.header.size_bytes,
+            data_bytes=self.data_bytes,
+        )
+        self._reset()
+
+    # -- state ------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self._state = _k3.new_decoder_state() if self.format == "EVT3" else _k2.new_decoder_state()
+        self._word_counts = np.zeros(16, np.int64)
+        self._anom_counts = np.zeros(N_ANOMALY_KINDS, np.int64)
+        self._anom_off = np.zeros(MAX_ANOMALY_SAMPLES, np.int64)
+        self._anom_kind = np.zeros(MAX_ANOMALY_SAMPLES, np.int64)
+        self._n_events = 0
+        self._n_triggers = 0
+        self._t_first: int | None = None
+        self._t_last: int | None = None
+        self._erc = np.zeros(4, np.int64)  # in records, in events, out records, out events
+
+    def _decode(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Decode one run of words with the carried state; fresh output arrays."""
+        if self.format == "EVT3":
+            ne, nt, no = _k3.count_bounds(words)
+        else:
+            (ne, nt), no = _k2.count_bounds(words), 0
+        events = np.empty(ne + _VECTOR_SLACK, EVENT_DTYPE)
+        triggers = np.empty(nt, TRIGGER_DTYPE)
+        if self.format == "EVT3":
+            # +1: a counter begun in the previous chunk may complete in this one
+            erc = np.empty(no + 1, [("t", "<i8"), ("kind", "<i8"), ("count", "<i8")])
+            ne, nt, no = _k3.decode_words(
+                words, self._state, self.width, self.height,
+                events.view(np.uint8), 0,
+                triggers["t"], triggers["id"], triggers["value"], 0,
+                erc["t"], erc["kind"], erc["count"], 0,
+                self._word_counts, self._anom_counts, self._anom_off, self._anom_kind,
+            )  # fmt: skip
+            erc = erc[:no]
+            inp = erc["kind"] == 0
+            self._erc += (
+                int(inp.sum()),
+                int(erc["count"][inp].sum()),
+                int((~inp).sum()),
+                int(erc["count"][~inp].sum()),
+            )
+        else:
+            ne, nt = _k2.decode_words(
+                words, self._state, self.width, self.height,
+                events.view(np.uint8), 0,
+                triggers["t"], triggers["id"], triggers["value"], 0,
+                self._word_counts, self._anom_counts, self._anom_off, self._anom_kind,
+            )  # fmt: skip
+        events = _shrink(events, ne)
+        triggers = _shrink(triggers, nt)
+        self._n_events += ne
+        self._n_triggers += nt
+        for arr in (events, triggers):
+            if arr.size:
+                first, last = int(arr["t"][0]), int(arr["t"][-1])
+                self._t_first = first if self._t_first is None else min(self._t_first, first)
+                self._t_last = last if self._t_last is None else max(self._t_last, last)
+        return events, triggers
+
+    def _finish(self, trailing_bytes: int) -> DecodeStats:
+        """Close the decode: truncation checks, then copy the counters into `stats`."""
+        st = self._state
+        words_done = int(st[_k3.D_WORD_BASE] if self.format == "EVT3" else st[_k2.D_WORD_BASE])
+        if trailing_bytes:
+            self._add_anomaly(TRUNCATED, words_done)
+        if self.format == "EVT3" and st[_k3.D_ERC_STAGE] != 0:
+            self._add_anomaly(TRUNCATED, words_done)
+            st[_k3.D_ERC_STAGE] = 0
+        s = self.stats
+        s.words = words_done
+        s.word_counts = {n: int(c) for n, c in zip(self._names, self._word_counts, strict=True) if c}
+        s.skipped_words = int(st[_k3.D_SKIPPED] if self.format == "EVT3" else st[_k2.D_SKIPPED])
+        s.events = self._n_events
+        s.triggers = self._n_triggers
+        s.t_first_us, s.t_last_us = self._t_first, self._t_last
+        s.erc_input_records, s.erc_input_events = int(self._erc[0]), int(self._erc[1])
+        s.erc_output_records, s.erc_output_events = int(self._erc[2]), int(self._erc[3])
+        s.anomalies = {n: int(c) for n, c in zip(ANOMALY_NAMES, self._anom_counts, strict=True) if c}
+        n_samples = int(st[_k3.D_N_ANOM] if self.format == "EVT3" else st[_k2.D_N_ANOM])
+        s.anomaly_samples = [
+            (self.header.size_bytes + int(o) * self.word_bytes, ANOMALY_NAMES[int(k)])
+            for o, k in zip(self._anom_off[:n_samples], self._anom_kind[:n_samples], strict=True)
+        ]
+        return s
+
+    def _add_anomaly(self, kind: int, word_index: int) -> None:
+        self._anom_counts[kind] += 1
+        n_idx = _k3.D_N_ANOM if self.format == "EVT3" else _k2.D_N_ANOM
+        a = int(self._state[n_idx])
+        if a < MAX_ANOMALY_SAMPLES:
+            self._anom_off[a] = word_index
+            self._anom_kind[a] = kind
+            self._state[n_idx] = a + 1
+
+    # -- whole file ---------------------------------------------------------------------------
+    def read_all(self) -> tuple[np.ndarray, np.ndarray]:
+        """Decode the whole file at once (memory-mapped input); returns (events, triggers)."""
+        self._reset()
+        n_words = max(0, self.data_bytes) // self.word_bytes
+        dtype = "<u2" if self.format == "EVT3" else "<u4"
+        if n_words:
+            words = np.memmap(self.path, dtype=dtype, mode="r", offset=self.header.size_bytes,
+                              shape=(n_words,))  # fmt: skip
+            try:
+                events, triggers = self._decode(words)
+            finally:
+                del words
+        else:
+            events, triggers = self._decode(np.zeros(0, dtype))
+        self._finish(max(0, self.data_bytes) - n_words * self.word_bytes)
+        return events, triggers
+
+    # -- streaming ----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield `(events, triggers)` per chunk of `chunk_bytes`; memory stays bounded."""
+        self._reset()
+        dtype = "<u2" if self.format == "EVT3" else "<u4"
+        buf = bytearray(self.chunk_bytes)
+        view = memoryview(buf)
+        with open(self.path, "rb") as f:
+            f.seek(self.header.size_bytes)
+            carry = 0  # bytes of an incomplete word kept at the front of buf
+            while True:
+                got = f.readinto(view[carry:])
+                if not got:
+                    break
+                have = carry + got
+                n_words = have // self.word_bytes
+                words = np.frombuffer(buf, dtype=dtype, count=n_words)
+                events, triggers = self._decode(words)
+                del words
+                carry = have - n_words * self.word_bytes
+                if carry:
+                    buf[:carry] = buf[n_words * self.word_bytes : have]
+                if events.size or triggers.size:
+                    yield events, triggers
+        self._finish(carry)
+
+    def progress_total(self) -> int:
+        """Data bytes to decode (for progress bars)."""
+        return max(0, self.data_bytes)
+
+
+def _shrink(arr: np.ndarray, n: int) -> np.ndarray:
+    """First n records; copied when that frees most of the buffer."""
+    if n == arr.size:
+        return arr
+    if n < arr.size // 2:
+        return arr[:n].copy()
+    return arr[:n]
+
+
+def decode_file(
+    path: str | os.PathLike, *, width: int | None = None, height: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a RAW file (EVT3 or EVT2, from its header) into (events, triggers).
+
+    `events` has EVENT_DTYPE (t int64 us, x, y uint16, p uint8 1 = ON) and `triggers`
+    TRIGGER_DTYPE (t, id, value 1 = rising). `width`/`height` are used only when the header
+    gives no geometry (old files). Bad data never raises: see `decode_file_with_stats`.
+    """
+    return RawReader(path, width=width, height=height).read_all()
+
+
+def decode_file_with_stats(
+    path: str | os.PathLike, *, width: int | None = None, height: int | None = None
+) -> tuple[np.ndarray, np.ndarray, DecodeStats]:
+    """`decode_file` plus the decode statistics (word counts, ERC counters, anomalies)."""
+    reader = RawReader(path, width=width, height=height)
+    events, triggers = reader.read_all()
+    return events, triggers, reader.stats
+
+
+def iter_chunks(
+    path: str | os.PathLike,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    width: int | None = None,
+    height: int | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream `(events, triggers)` pieces of a RAW file; concatenated they equal `decode_file`.
+
+    Use `RawReader` directly to see the statistics after the iteration.
+    """
+    return iter(RawReader(path, width=width, height=height, chunk_bytes=chunk_bytes))

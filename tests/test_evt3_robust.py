@@ -1,0 +1,197 @@
+"""Robustness: chunked == whole decoding for any chunk size, and fuzzing (random bytes, mutated
+real files, encode -> decode round trips) never crashes, hangs or reads out of bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rig.evt3 import (
+    EVENT_DTYPE,
+    TRIGGER_DTYPE,
+    RawReader,
+    decode_file,
+    decode_file_with_stats,
+    encode,
+    iter_chunks,
+    make_header,
+)
+
+W, H = 1280, 720
+FUZZ = settings(max_examples=60, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+
+
+def concat_chunks(path, chunk_bytes, **kw):
+    reader = RawReader(path, chunk_bytes=chunk_bytes, **kw)
+    parts = list(reader)
+    ev = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, EVENT_DTYPE)
+    tr = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, TRIGGER_DTYPE)
+    return ev, tr, reader.stats
+
+
+def check_valid_output(ev, tr, width, height):
+    assert ev.dtype == EVENT_DTYPE and tr.dtype == TRIGGER_DTYPE
+    if ev.size:
+        assert ev["x"].max() < width and ev["y"].max() < height
+        assert ev["p"].max() <= 1 and ev["t"].min() >= 0
+    if tr.size:
+        assert tr["value"].max() <= 1 and tr["id"].max() <= 15
+
+
+@pytest.mark.parametrize("chunk", [2, 6, 1000, 4096 + 2, 1 << 20])
+def test_chunked_equals_whole_on_real_file(shared_data_dir, chunk):
+    path = shared_data_dir / "evt" / "evt3_sample.raw"
+    if chunk < 100:  # tiny chunks on a prefix only (keeps the test fast)
+        data = path.read_bytes()
+        head = RawReader(path).header.size_bytes
+        path = _tmp_copy(data[: head + 20_000])
+    whole, wtr, wst = decode_file_with_stats(path)
+    ev, tr, cst = concat_chunks(path, chunk)
+    np.testing.assert_array_equal(ev, whole)
+    np.testing.assert_array_equal(tr, wtr)
+    assert cst.word_counts == wst.word_counts and cst.anomalies == wst.anomalies
+    assert cst.anomaly_samples == wst.anomaly_samples
+
+
+def _tmp_copy(data: bytes):
+    import tempfile
+    from pathlib import Path
+
+    f = tempfile.NamedTemporaryFile(suffix=".raw", delete=False)  # noqa: SIM115
+    f.write(data)
+    f.close()
+    return Path(f.name)
+
+
+def test_chunks_split_erc_counters_and_keep_them(tmp_path):
+    head = make_header(W, H)
+    words = [0x8000, 0x6001] + [0xE016, 0xF001, 0xF002, 0x7003] * 5 + [0x0001, 0x2002]
+    path = tmp_path / "erc.raw"
+    path.write_bytes(head + np.array(words, "<u2").tobytes())
+    whole = decode_file_with_stats(path)[2]
+    for chunk in (2, 4, 6, 8):
+        _, _, st_ = concat_chunks(path, chunk)
+        assert st_.erc_output_records == whole.erc_output_records == 5
+        assert st_.erc_output_events == whole.erc_output_events == 5 * (1 | 2 << 12 | 3 << 24)
+        assert st_.anomalies == {}
+
+
+def test_truncated_and_odd_files(tmp_path, shared_data_dir):
+    data = (shared_data_dir / "evt" / "evt3_sample.raw").read_bytes()
+    head = RawReader(shared_data_dir / "evt" / "evt3_sample.raw").header.size_bytes
+    full = decode_file(shared_data_dir / "evt" / "evt3_sample.raw")[0]
+    for cut in (head, head + 1, head + 5001, len(data) - 1):
+        path = tmp_path / f"cut{cut}.raw"
+        path.write_bytes(data[:cut])
+        ev, tr, st_ = decode_file_with_stats(path)
+        # a prefix of the file decodes to a prefix of its events
+        np.testing.assert_array_equal(ev, full[: len(ev)])
+        assert (st_.anomalies.get("truncated", 0) == 1) == ((cut - head) % 2 == 1)
+
+
+def test_missing_header_uses_fallback_geometry(tmp_path):
+    ev = np.zeros(3, EVENT_DTYPE)
+    ev["t"], ev["x"], ev["y"], ev["p"] = [1, 2, 3], [10, 700, 20], [5, 6, 600], [1, 0, 1]
+    data = encode(ev, None, W, H)
+    body = data[len(make_header(W, H)) :]
+    path = tmp_path / "nohdr.raw"
+    path.write_bytes(body)
+    got, _, st_ = decode_file_with_stats(path, width=640, height=480)
+    assert st_.geometry_source == "argument" and (st_.width, st_.height) == (640, 480)
+    assert list(got["x"]) == [10] and st_.anomalies == {"out_of_geometry": 2}
+    got, _, st_ = decode_file_with_stats(path)  # no geometry anywhere: nothing filtered
+    assert st_.geometry_source == "format maximum" and len(got) == 3
+
+
+def test_missing_file_and_unsupported_format(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.raw"):
+        decode_file(tmp_path / "nope.raw")
+    path = tmp_path / "e21.raw"
+    path.write_bytes(b"% evt 2.1\n% end\n" + bytes(16))
+    with pytest.raises(ValueError, match="EVT21"):
+        decode_file(path)
+
+
+@FUZZ
+@given(st.binary(min_size=0, max_size=3000), st.sampled_from([b"", b"% evt 3.0\n% end\n",
+                                                             b"% geometry 64x32\n"]))  # fmt: skip
+def test_fuzz_random_bytes(tmp_path, body, head):
+    path = tmp_path / "rand.raw"
+    path.write_bytes(head + body)
+    ev, tr, st_ = decode_file_with_stats(path, width=64, height=32)
+    check_valid_output(ev, tr, st_.width, st_.height)
+    ev2, tr2, _ = concat_chunks(path, 6)
+    np.testing.assert_array_equal(ev2, ev)
+    np.testing.assert_array_equal(tr2, tr)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 29_999), st.integers(0, 255)), min_size=1, max_size=40),
+       st.integers(0, 30_000))  # fmt: skip
+def test_fuzz_mutated_real_file(tmp_path, shared_data_dir, flips, cut):
+    src = shared_data_dir / "evt" / "evt3_sample.raw"
+    head = RawReader(src).header.size_bytes
+    data = bytearray(src.read_bytes()[: head + 30_000])
+    for pos, val in flips:
+        data[head + pos] = val
+    path = tmp_path / "mut.raw"
+    path.write_bytes(bytes(data[: head + cut]))
+    ev, tr, st_ = decode_file_with_stats(path)
+    check_valid_output(ev, tr, st_.width, st_.height)
+    ev2, tr2, _ = concat_chunks(path, 4098)
+    np.testing.assert_array_equal(ev2, ev)
+
+
+@st.composite
+def event_streams(draw):
+    n = draw(st.integers(0, 300))
+    dt = draw(st.lists(st.integers(0, 40_000_000), min_size=n, max_size=n))
+    t = np.cumsum(np.array(dt, np.int64) // draw(st.sampled_from([1, 1000, 100_000])))
+    t += draw(st.integers(0, 50_000_000))
+    ev = np.zeros(n, EVENT_DTYPE)
+    ev["t"] = t
+    ev["x"] = draw(st.lists(st.integers(0, W - 1), min_size=n, max_size=n)) if n else []
+    ev["y"] = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)) if n else []
+    ev["p"] = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)) if n else []
+    ev = ev[np.lexsort((ev["x"], ev["p"], ev["y"], ev["t"]))]
+    m = draw(st.integers(0, 20))
+    tr = np.zeros(m, TRIGGER_DTYPE)
+    if m:
+        lo, hi = (int(t[0]), int(t[-1])) if n else (0, 100_000_000)
+        tr["t"] = np.sort(draw(st.lists(st.integers(lo, hi + 1), min_size=m, max_size=m)))
+        tr["id"] = draw(st.lists(st.integers(0, 15), min_size=m, max_size=m))
+        tr["value"] = draw(st.lists(st.integers(0, 1), min_size=m, max_size=m))
+    return ev, tr
+
+
+@FUZZ
+@given(event_streams())
+def test_fuzz_encode_decode_roundtrip(tmp_path, stream):
+    ev, tr = stream
+    path = tmp_path / "rt.raw"
+    path.write_bytes(encode(ev, tr, W, H))
+    got, gtr, st_ = decode_file_with_stats(path)
+    np.testing.assert_array_equal(got, ev)
+    np.testing.assert_array_equal(gtr, tr)
+    assert st_.anomalies == {}
+    chunks = list(iter_chunks(path, chunk_bytes=8))
+    if chunks:
+        np.testing.assert_array_equal(np.concatenate([c[0] for c in chunks]), ev)
+
+
+def test_word_counts_match_a_histogram_of_the_words(shared_data_dir):
+    path = shared_data_dir / "evt" / "evt3_sample.raw"
+    reader = RawReader(path)
+    words = np.fromfile(path, "<u2", offset=reader.header.size_bytes)
+    hist = np.bincount(words >> 12, minlength=16)
+    _, _, stats = decode_file_with_stats(path)
+    from rig._evt_common import EVT3_WORD_NAMES
+
+    assert stats.word_counts == {n: int(c) for n, c in zip(EVT3_WORD_NAMES, hist, strict=True) if c}
+    assert stats.words == words.size
+    for chunk in (4098, 1 << 16):
+        _, _, cst = concat_chunks(path, chunk)
+        assert cst.word_counts == stats.word_counts
