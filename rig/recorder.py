@@ -368,8 +368,11 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
             done_since: float | None = None
             while True:
                 time.sleep(0.05)
-                for pulse in tr.read_pulses():
+                pulses = tr.read_pulses()
+                for pulse in pulses:
                     triggers_csv.write(pulse.index, pulse.t_us)
+                if pulses:
+                    triggers_csv.flush()
                 st = tr.status()
                 pulses_emitted = st.pulses_emitted
                 rates = ev.rates()
