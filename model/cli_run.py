@@ -1,0 +1,145 @@
+"""`cacd train`, `cacd eval`, `cacd predict`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+import yaml
+
+from model import config as config_mod
+
+
+def _run_config(checkpoint: Path) -> dict:
+    """The resolved config of a run folder (or the defaults for a bare weights file)."""
+    run = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    path = run / "config.yaml"
+    if path.is_file():
+        return config_mod.deep_update(config_mod.DEFAULTS, yaml.safe_load(path.read_text()))
+    return config_mod.resolve()
+
+
+def _sync_data_cfg(cfg: dict, net) -> dict:
+    """Make the data side agree with the network (event channels, modalities)."""
+    cfg["model"]["modalities"] = net.cfg.modalities
+    if net.cfg.event_channels != 3:
+        cfg["data"]["representation"] = "voxel"
+        cfg["data"]["bins"] = net.cfg.event_channels
+    return cfg
+
+
+@click.command("train")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="RPEA dataset root (with train/ and optionally val/).")
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder: checkpoints, TensorBoard logs, metrics.")
+@click.option("--config", "config_file", default=None,
+              help="YAML config (path or a name in configs/, e.g. paper.yaml). "
+                   "Default: the compact CPU preset.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set train.max_minutes=3 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_cmd(data_dir, run_dir, config_file, sets, resume, quiet):
+    """Train CACD on the `train` split, validating on `val` when present.
+
+    \b
+    Examples:
+      cacd train --data data/ --out runs/compact
+      cacd train --data data/ --out runs/b5 --config paper.yaml --set train.batch_size=8
+      cacd train --data data/ --out runs/ablate_img --config ablation/image_only.yaml
+      cacd train --data data/ --out runs/compact --resume
+      torchrun --nproc_per_node 2 -m model.cli train --data data/ --out runs/ddp
+    """
+    from model.train import train
+
+    try:
+        cfg = config_mod.resolve(config_file, sets)
+    except (KeyError, TypeError, ValueError, FileNotFoundError) as err:
+        raise click.UsageError(str(err)) from err
+    if resume and (Path(run_dir) / "config.yaml").is_file() and not config_file and not sets:
+        cfg = _run_config(Path(run_dir))
+    summary = train(cfg, data_dir, run_dir, resume=resume, progress=not quiet)
+    click.echo(f"trained {summary['global_step']} steps in {summary['elapsed_s']} s; "
+               f"best val mIoU {summary['best_val_mIoU']}; run: {run_dir}")
+
+
+@click.command("eval")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True),
+              help="Run folder (uses best, else last) or a .safetensors file.")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="val", show_default=True)
+@click.option("--misalign", default="0", show_default=True,
+              help="Comma list of event shifts in pixels (random directions), e.g. 0,1,2,4,8.")
+@click.option("--out", "out_json", default=None, type=click.Path(dir_okay=False),
+              help="Metrics JSON (default: <run>/eval_<split>.json).")
+@click.option("--limit", type=int, default=None, help="Evaluate only the first N pairs.")
+@click.option("--device", default=None, help="cpu | cuda (default: cuda if available).")
+def eval_cmd(checkpoint, data_dir, split, misalign, out_json, limit, device):
+    """Evaluate a checkpoint: mIoU overall, per class, day/night, over/under-exposed regions.
+
+    \b
+    Examples:
+      cacd eval --checkpoint runs/compact --data data/
+      cacd eval --checkpoint runs/compact/best.safetensors --data data/ --misalign 0,1,2,4,8
+    """
+    from model.checkpoint import load_model, resolve_checkpoint
+    from model.evaluate import evaluate, write_json
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    ckpt = resolve_checkpoint(checkpoint)
+    net = load_model(ckpt, device)
+    cfg = _sync_data_cfg(_run_config(Path(checkpoint)), net)
+    try:
+        shifts = [float(s) for s in misalign.split(",") if s.strip()]
+    except ValueError as err:
+        raise click.BadParameter(f"--misalign {misalign!r}: {err}") from err
+    docs = []
+    for px in shifts:
+        doc = evaluate(net, cfg, data_dir, split, misalign_px=px, device=device,
+                       max_samples=limit)
+        doc["checkpoint"] = str(ckpt)
+        docs.append(doc)
+    if len(docs) == 1:
+        d = docs[0]
+        click.echo(f"mIoU {d['mIoU']}")
+        click.echo("  " + "  ".join(f"{c} {d[c]['mIoU']}" for c in
+                                    ("day", "night", "under", "over", "normal")))
+        result = d
+    else:
+        click.echo("misalign_px  mIoU  day  night  under  over")
+        for d in docs:
+            click.echo(f"{d['misalign_px']:>11g}  {d['mIoU']}  {d['day']['mIoU']}  "
+                       f"{d['night']['mIoU']}  {d['under']['mIoU']}  {d['over']['mIoU']}")
+        click.echo(f"mIoU {docs[0]['mIoU']}")
+        result = {"mIoU": docs[0]["mIoU"], "misalignment": docs}
+    run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    out = Path(out_json) if out_json else run / f"eval_{split}.json"
+    write_json(result, out)
+    click.echo(f"wrote {out}")
+
+
+@click.command("predict")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True))
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="val", show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--limit", type=int, default=20, show_default=True, help="Pairs to draw.")
+@click.option("--device", default=None)
+def predict_cmd(checkpoint, data_dir, split, out_dir, limit, device):
+    """Draw prediction overlays: RGB | events | prediction over RGB | ground truth.
+
+    \b
+    Example:
+      cacd predict --checkpoint runs/compact --data data/ --out figs/ --limit 8
+    """
+    from model.checkpoint import load_model, resolve_checkpoint
+    from model.predict import predict_to_folder
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    net = load_model(resolve_checkpoint(checkpoint), device)
+    cfg = _sync_data_cfg(_run_config(Path(checkpoint)), net)
+    paths = predict_to_folder(net, cfg, data_dir, split, out_dir, device, limit)
+    click.echo(json.dumps({"written": len(paths), "folder": str(out_dir)}))

@@ -1,0 +1,91 @@
+"""Glue between `dataset.reader.RPEADataset` and the trainer: the training-time sample
+transform (enhancement, gradient map, exposure regions, instance masks) and loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dataset.reader import RPEADataset
+from model.enhance import exposure_map, get_enhancer, gradient_intensity_map
+from model.masks import get_provider
+
+
+class TrainTransform:
+    """Adds `exposure` (always), and for HFCA/JBCD `gim` and `masks` to a numpy sample.
+
+    Runs in DataLoader workers; the SAM model (if any) is created lazily per process.
+    """
+
+    def __init__(self, cfg: dict, need_masks: bool, need_gim: bool) -> None:
+        d = cfg["data"]
+        self.alpha, self.beta = cfg["loss"]["alpha"], cfg["loss"]["beta"]
+        self.representation = d["representation"]
+        self.need_masks, self.need_gim = need_masks, need_gim
+        self.mask_name = d["masks"]
+        self.sam = (d.get("sam_checkpoint"), d.get("sam_model_type", "vit_h"))
+        self.enhance_name = d["enhance"]
+        self._enhance = None
+        self._provider: Any = False
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_enhance"], state["_provider"] = None, False
+        return state
+
+    def __call__(self, s: dict[str, Any]) -> dict[str, Any]:
+        image = s["image"]
+        s["exposure"] = exposure_map(image, self.alpha, self.beta)
+        if not (self.need_masks or self.need_gim):
+            return s
+        if self._enhance is None:
+            self._enhance = get_enhancer(self.enhance_name)
+        enhanced = self._enhance(image, s["events"])
+        if self.need_gim:
+            s["gim"] = gradient_intensity_map(enhanced, s["events"], self.representation)
+        if self.need_masks:
+            if self.mask_name == "masks" and "masks" not in s:
+                raise ValueError("data.masks=masks but the dataset has no masks; run "
+                                 "`cacd masks DIR` or use data.masks=graph")
+            if "masks" not in s or self.mask_name in ("graph", "sam"):
+                if self._provider is False:
+                    self._provider = get_provider(self.mask_name, *self.sam)
+                s["masks"] = self._provider(enhanced)
+        return s
+
+
+def make_dataset(cfg: dict, root: str | Path, split: str, train: bool,
+                 misalign_px: float = 0.0) -> RPEADataset:
+    """The split's dataset with the config's representation (+ augmentation when `train`)."""
+    d = cfg["data"]
+    m = cfg["model"]
+    two = m["modalities"] == "both"
+    need_masks = train and two and bool(m["hfca"])
+    need_gim = train and two and bool(m["jbcd"])
+    crop = tuple(d["crop"]) if (train and d.get("crop")) else None
+    return RPEADataset(
+        root, split, representation=d["representation"], bins=d["bins"], crop_hw=crop,
+        hflip=train and bool(d["hflip"]), misalign_px=misalign_px,
+        transform=TrainTransform(cfg, need_masks, need_gim), seed=int(cfg["train"]["seed"]))
+
+
+def collate(samples: list[dict]) -> dict[str, Any]:
+    """Stack tensors; keep everything else as lists."""
+    out: dict[str, Any] = {}
+    for k in samples[0]:
+        vals = [s[k] for s in samples]
+        if isinstance(vals[0], torch.Tensor):
+            out[k] = torch.stack(vals)
+        elif isinstance(vals[0], (int, np.integer)):
+            out[k] = torch.tensor(vals)
+        else:
+            out[k] = vals
+    return out
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in batch.items()}

@@ -1,0 +1,297 @@
+"""Small synthetic hard-lighting RPEA datasets for tests, the demo and the ablation.
+
+Not the physical rig simulator (that lives in `rig/sim`): a fast 2-D scene generator with the
+property the paper's method relies on. Scenes are rendered in linear radiance with a high dynamic
+range (glare patches, deep shadows, night with headlights); the frame "camera" applies exposure,
+gamma, clipping, noise and 8-bit quantisation, so over/under-exposed regions lose their content;
+events come from log-radiance changes while objects and the camera move during the pair's window,
+so they still see edges and class-specific textures where the frame is clipped or black.
+Writes files per docs/rpea-format.md (schema 1.0) with ground-truth labels and instance masks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+# Cityscapes train ids used by the generator
+ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, SKY, PERSON, CAR = 0, 1, 2, 5, 7, 8, 10, 11, 13
+# class -> (albedo RGB, texture frequency cycles/px, texture orientation rad)
+_LOOK = {
+    ROAD: ((0.35, 0.35, 0.38), 0.0, 0.0),
+    SIDEWALK: ((0.6, 0.55, 0.5), 0.25, 0.0),
+    BUILDING: ((0.55, 0.4, 0.3), 0.12, 1.57),
+    POLE: ((0.7, 0.7, 0.7), 0.0, 0.0),
+    SIGN: ((0.9, 0.8, 0.1), 0.0, 0.0),
+    VEGETATION: ((0.2, 0.6, 0.15), 0.33, 0.8),
+    SKY: ((0.6, 0.75, 0.95), 0.0, 0.0),
+    PERSON: ((0.8, 0.3, 0.5), 0.2, 0.0),
+    CAR: ((0.15, 0.25, 0.8), 0.16, 1.57),
+}
+_OBJECTS = (POLE, SIGN, VEGETATION, PERSON, CAR)
+
+
+@dataclass
+class SynthConfig:
+    """Sizes and sensor constants of the generator (documented defaults)."""
+
+    height: int = 96
+    width: int = 128
+    pairs_per_sequence: int = 8
+    window_us: int = 20_000
+    substeps: int = 6
+    contrast_threshold: float = 0.25
+    noise_events_per_px: float = 0.01
+    read_noise_dn: float = 3.0
+    extreme_fraction: float = 0.35  # share of the image covered by glare/shadow patches
+
+
+def _shapes(rng: np.random.Generator, h: int, w: int) -> dict:
+    horizon = int(h * rng.uniform(0.3, 0.45))
+    curb = int(h * rng.uniform(0.62, 0.75))
+    blocks = []
+    x = 0
+    while x < w + 16:
+        bw = int(rng.integers(10, 30))
+        blocks.append((x - 8, bw, int(horizon - rng.integers(h // 8, h // 3))))
+        x += bw
+    objs = []
+    for _ in range(int(rng.integers(3, 7))):
+        cls = int(rng.choice(_OBJECTS))
+        cx = float(rng.uniform(0.05, 0.95) * w)
+        if cls == CAR:
+            size = (rng.uniform(0.12, 0.22) * h, rng.uniform(0.2, 0.35) * w)
+            cy = rng.uniform(curb - 0.05 * h, h - size[0] / 2)
+        elif cls == PERSON:
+            size = (rng.uniform(0.2, 0.3) * h, rng.uniform(0.05, 0.08) * w)
+            cy = rng.uniform(horizon + size[0] / 2, curb)
+        elif cls == POLE:
+            size = (rng.uniform(0.4, 0.6) * h, max(2.0, 0.025 * w))
+            cy = curb - size[0] / 2
+        elif cls == SIGN:
+            size = (rng.uniform(0.08, 0.12) * h, rng.uniform(0.08, 0.12) * w)
+            cy = rng.uniform(0.2 * h, horizon + 0.1 * h)
+        else:
+            size = (rng.uniform(0.15, 0.3) * h, rng.uniform(0.12, 0.25) * w)
+            cy = rng.uniform(horizon - 0.1 * h, horizon + 0.15 * h)
+        v = rng.uniform(-3, 3, 2) if cls in (CAR, PERSON) else np.zeros(2)
+        objs.append((cls, cx, float(cy), size, v))
+    return {"horizon": horizon, "curb": curb, "blocks": blocks, "objs": objs}
+
+
+def _render(scene: dict, h: int, w: int, frac: float, ego_px: float):
+    """Albedo (H, W, 3), class map, instance map at time fraction `frac` of the window."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs = xx + ego_px * frac
+    cls = np.full((h, w), ROAD, np.int32)
+    inst = np.zeros((h, w), np.int32)
+    cls[yy < scene["horizon"]] = SKY
+    cls[(yy >= scene["horizon"]) & (yy < scene["curb"])] = SIDEWALK
+    for k, (x0, bw, top) in enumerate(scene["blocks"]):
+        m = (xs >= x0) & (xs < x0 + bw) & (yy >= top) & (yy < scene["horizon"])
+        cls[m] = BUILDING
+        inst[m] = 1 + k
+    inst[cls == ROAD] = 100
+    inst[cls == SIDEWALK] = 101
+    inst[cls == SKY] = 102
+    for k, (c, cx, cy, (sh, sw), v) in enumerate(scene["objs"]):
+        ox, oy = cx + v[0] * frac, cy + v[1] * frac
+        dx, dy = (xs - ox) / (sw / 2), (yy - oy) / (sh / 2)
+        if c in (PERSON, VEGETATION):
+            m = dx**2 + dy**2 <= 1
+        elif c == SIGN:
+            m = (np.abs(dx) + np.abs(dy) <= 1) | ((np.abs(dx) < 0.15) & (dy > 0) & (dy < 4))
+        else:
+            m = (np.abs(dx) <= 1) & (np.abs(dy) <= 1)
+        cls[m] = c
+        inst[m] = 200 + k
+    albedo = np.zeros((h, w, 3), np.float32)
+    for c, (rgb, freq, theta) in _LOOK.items():
+        m = cls == c
+        if not m.any():
+            continue
+        tex = 1.0
+        if freq > 0:
+            phase = 2 * np.pi * freq * (xs[m] * np.cos(theta) + yy[m] * np.sin(theta))
+            tex = 0.55 + 0.45 * np.sin(phase)
+        albedo[m] = np.asarray(rgb, np.float32) * np.asarray(tex, np.float32)[..., None]
+    return albedo, cls, inst
+
+
+def _illumination(rng: np.random.Generator, h: int, w: int, night: bool, frac: float):
+    """Smooth HDR illumination field: glare (x30) and shadow (x0.005) patches; night x0.01."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    log_gain = np.zeros((h, w), np.float32)
+    n_patch = int(rng.integers(1, 4))
+    for _ in range(n_patch):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        r = np.sqrt(frac * h * w / n_patch / np.pi)
+        d2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / r**2
+        blob = np.exp(-(d2**3))
+        if night:
+            log_gain += np.log(300.0) * blob  # headlight / street lamp
+        else:
+            log_gain += (np.log(30.0) if rng.random() < 0.5 else np.log(0.005)) * blob
+    base = np.log(0.01) if night else 0.0
+    return np.exp(base + log_gain)
+
+
+def _expose(radiance: np.ndarray, exposure: float, rng: np.random.Generator, read_noise: float):
+    v = np.clip(radiance * exposure, 0, None) ** (1 / 2.2) * 255.0
+    v = v + rng.normal(0, read_noise, v.shape)
+    return np.clip(np.round(v), 0, 255).astype(np.uint8)
+
+
+def make_pair(rng: np.random.Generator, cfg: SynthConfig, night: bool):
+    """One pair: image (H, W, 3) u8, label (H, W) u8, masks (H, W) u16, events (x, y, t, p)."""
+    h, w = cfg.height, cfg.width
+    scene = _shapes(rng, h, w)
+    ego = float(rng.uniform(-2, 2))
+    illum = _illumination(rng, h, w, night, cfg.extreme_fraction)
+    exposure = 2.0 if night else 1.0
+    albedo, cls, inst = _render(scene, h, w, 0.5, ego)
+    image = _expose(albedo * illum[..., None], exposure, rng, cfg.read_noise_dn)
+    label = cls.astype(np.uint8)
+    _, masks = np.unique(inst, return_inverse=True)
+    masks = (masks.reshape(h, w) + 1).astype(np.uint16)
+    # events: log-radiance changes between sub-steps (contrast threshold, per-pixel mismatch)
+    thr = cfg.contrast_threshold * (1 + 0.05 * rng.standard_normal((h, w)))
+    ref = None
+    xs, ys, ts, ps = [], [], [], []
+    for k in range(cfg.substeps + 1):
+        frac = k / cfg.substeps
+        alb, _, _ = _render(scene, h, w, frac, ego)
+        logl = np.log(alb.mean(-1) * illum + 1e-4)
+        if ref is None:
+            ref = logl
+            continue
+        d = logl - ref
+        n = np.floor(np.abs(d) / thr).astype(np.int64)
+        yy, xx = np.nonzero(n)
+        for y, x in zip(yy, xx, strict=True):
+            cnt = int(min(n[y, x], 4))
+            xs.extend([x] * cnt)
+            ys.extend([y] * cnt)
+            t_lo = (k - 1) / cfg.substeps * cfg.window_us
+            ts.extend(rng.uniform(t_lo, t_lo + cfg.window_us / cfg.substeps, cnt).tolist())
+            ps.extend([int(d[y, x] > 0)] * cnt)
+        ref = np.where(n > 0, ref + np.sign(d) * n * thr, ref)
+    n_noise = rng.poisson(cfg.noise_events_per_px * h * w * (3 if night else 1))
+    xs.extend(rng.integers(0, w, n_noise).tolist())
+    ys.extend(rng.integers(0, h, n_noise).tolist())
+    ts.extend(rng.uniform(0, cfg.window_us, n_noise).tolist())
+    ps.extend(rng.integers(0, 2, n_noise).tolist())
+    order = np.argsort(np.asarray(ts), kind="stable")
+    ev = (np.asarray(xs, np.uint16)[order], np.asarray(ys, np.uint16)[order],
+          np.asarray(ts, np.float64)[order].astype(np.int64), np.asarray(ps, np.uint8)[order])
+    return image, label, masks, ev
+
+
+def _blosc():
+    return hdf5plugin.Blosc(cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE)
+
+
+def write_rpea_file(path: Path, images: np.ndarray, labels: np.ndarray,
+                    events: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                    window_us: int, masks: np.ndarray | None = None, night: bool = False,
+                    name: str | None = None, split: str = "train",
+                    period_us: int = 50_000) -> dict:
+    """Write one RPEA sequence file (atomically); return its index.json entry.
+
+    events[i] = (x, y, t_us, p) of pair i with t_us relative to the pair's window start; pair i
+    gets the window [i * period_us, i * period_us + window_us).
+    """
+    n, h, w = labels.shape
+    name = name or path.stem
+    ex, ey, et, ep = [], [], [], []
+    pairs = {k: np.zeros(n, np.int64) for k in (
+        "frame_id", "frame_t_us", "exposure_t0_us", "exposure_t1_us", "event_t0_us",
+        "event_t1_us", "event_idx0", "event_idx1")}
+    count = 0
+    for i, (x, y, t, p) in enumerate(events):
+        t0 = i * period_us
+        order = np.argsort(t, kind="stable")
+        ex.append(np.asarray(x, np.uint16)[order])
+        ey.append(np.asarray(y, np.uint16)[order])
+        et.append(np.asarray(t, np.int64)[order] + t0)
+        ep.append(np.asarray(p, np.uint8)[order])
+        pairs["frame_id"][i] = i
+        pairs["frame_t_us"][i] = pairs["exposure_t0_us"][i] = pairs["event_t0_us"][i] = t0
+        pairs["exposure_t1_us"][i] = pairs["event_t1_us"][i] = t0 + window_us
+        pairs["event_idx0"][i], pairs["event_idx1"][i] = count, count + len(x)
+        count += len(x)
+    t_all = np.concatenate(et)
+    v = images.max(-1).astype(np.float32) / 255.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with h5py.File(tmp, "w") as f:
+        f.attrs.update(schema_version="1.0", tool_version="synthetic", sequence=name,
+                       scene="synthetic", time_of_day="night" if night else "day", split=split,
+                       source_session="synthetic", height=h, width=w, num_pairs=n)
+        f.create_dataset("images", data=images, chunks=(1, h, w, 3), **_blosc())
+        f.create_dataset("labels", data=labels, chunks=(1, h, w), **_blosc())
+        if masks is not None:
+            f.create_dataset("masks", data=masks.astype(np.uint16), chunks=(1, h, w), **_blosc())
+        g = f.create_group("events")
+        for key, arr in (("x", np.concatenate(ex)), ("y", np.concatenate(ey)),
+                         ("t", t_all.astype(np.uint32)), ("p", np.concatenate(ep))):
+            g.create_dataset(key, data=arr, **_blosc())
+        g.create_dataset("t_offset", data=np.int64(0))
+        last = int(t_all.max()) if t_all.size else 0
+        ms = np.searchsorted(t_all, np.arange(0, last // 1000 + 2) * 1000)
+        g.create_dataset("ms_to_idx", data=ms.astype(np.uint64))
+        pg = f.create_group("pairs")
+        for key, arr in pairs.items():
+            pg.create_dataset(key, data=arr)
+        pg.create_dataset("has_label", data=np.ones(n, np.uint8))
+        pg.create_dataset("overexposed_frac", data=(v > 0.9).mean((1, 2)).astype(np.float32))
+        pg.create_dataset("underexposed_frac", data=(v < 0.1).mean((1, 2)).astype(np.float32))
+        pg.create_dataset("is_night", data=np.full(n, int(night), np.uint8))
+        f.create_group("calib").attrs["yaml"] = "%YAML:1.0\n# synthetic: identity alignment\n"
+    os.replace(tmp, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"name": name, "file": path.name, "num_pairs": n, "num_labelled": n, "sha256": digest,
+            "time_of_day": "night" if night else "day", "scene": "synthetic",
+            "session": "synthetic"}
+
+
+def write_sequence(path: Path, name: str, split: str, night: bool, seed: int,
+                   cfg: SynthConfig, with_masks: bool = True) -> dict:
+    """Generate and write one synthetic sequence; return its index.json entry."""
+    rng = np.random.default_rng(seed)
+    h, w, n = cfg.height, cfg.width, cfg.pairs_per_sequence
+    images = np.zeros((n, h, w, 3), np.uint8)
+    labels = np.zeros((n, h, w), np.uint8)
+    masks = np.zeros((n, h, w), np.uint16)
+    events = []
+    for i in range(n):
+        images[i], labels[i], masks[i], ev = make_pair(rng, cfg, night)
+        events.append(ev)
+    return write_rpea_file(path, images, labels, events, cfg.window_us,
+                           masks if with_masks else None, night, name, split)
+
+
+def write_dataset(root: str | Path, splits: dict[str, int], cfg: SynthConfig | None = None,
+                  seed: int = 0, night_fraction: float = 0.5, with_masks: bool = True) -> Path:
+    """Write `<root>/<split>/*.h5` + index.json; `splits` maps split name -> sequence count."""
+    cfg = cfg or SynthConfig()
+    root = Path(root)
+    for s_idx, (split, n_seq) in enumerate(splits.items()):
+        entries = []
+        for j in range(n_seq):
+            night = j < round(n_seq * night_fraction)
+            name = f"{'night' if night else 'day'}_{j:04d}"
+            entries.append(write_sequence(root / split / f"{name}.h5", name, split, night,
+                                          seed * 1000 + s_idx * 100 + j, cfg, with_masks))
+        index = {"schema_version": "1.0", "split": split, "sequences": entries}
+        tmp = root / split / ".index.json.tmp"
+        tmp.write_text(json.dumps(index, indent=1))
+        os.replace(tmp, root / split / "index.json")
+    return root

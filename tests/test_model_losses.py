@@ -1,0 +1,128 @@
+"""HFCA and JBCD losses (eqs. 2-8): values against hand computation and their properties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.losses import (
+    boundary_loss,
+    content_loss,
+    instance_features,
+    inter_align_loss,
+    intra_cluster_loss,
+    mutual_information,
+)
+
+
+def _onehot(idx: torch.Tensor, k: int, sharp: float = 1.0) -> torch.Tensor:
+    return (1 - sharp) / k + sharp * F.one_hot(idx, k).float()
+
+
+def test_mutual_information_properties():
+    k = 5
+    torch.manual_seed(0)
+    idx = torch.arange(200) % k
+    same = _onehot(idx, k)
+    assert mutual_information(same, same).item() == pytest.approx(math.log(k), rel=1e-4)
+    # symmetric in its arguments
+    a = torch.randn(300, k).mul(4).softmax(1)
+    b = (a.log() + torch.randn(300, k)).softmax(1)  # correlated with a
+    assert mutual_information(a, b).item() > 0.1
+    assert mutual_information(a, b).item() == pytest.approx(mutual_information(b, a).item(),
+                                                             abs=1e-6)
+    # bounded: 0 <= I <= log K, and identical confident predictions are the maximum
+    for _ in range(5):
+        x = torch.randn(200, k).mul(3).softmax(1)
+        y = torch.randn(200, k).mul(3).softmax(1)
+        mi = mutual_information(x, y).item()
+        assert -1e-6 <= mi <= math.log(k) + 1e-6
+        assert mi < mutual_information(same, same).item()
+    # independent predictions share no information; blurring lowers it
+    shuffled = same[torch.randperm(200)]
+    assert mutual_information(same, shuffled).item() < 0.1
+    soft = _onehot(idx, k, sharp=0.5)
+    assert mutual_information(soft, soft).item() < mutual_information(same, same).item()
+    # the joint is symmetrised (both heads name the same classes): agreeing on the class
+    # channel beats a consistent relabelling, so the two modalities are pulled to the same class
+    perm = _onehot((idx + 2) % k, k)
+    assert mutual_information(same, perm).item() < mutual_information(same, same).item() - 0.5
+
+
+def test_content_loss_uses_only_the_extreme_region():
+    torch.manual_seed(0)
+    k, h, w = 4, 8, 8
+    img = torch.randn(1, k, h, w) * 5
+    evt = img.clone()
+    region = torch.zeros(1, h, w, dtype=torch.bool)
+    assert content_loss(img, evt, region) is None  # no extreme pixels
+    region[:, :4] = True
+    base = content_loss(img, evt, region).item()
+    evt2 = evt.clone()
+    evt2[:, :, 4:] = torch.randn(1, k, 4, w)  # change only outside the region
+    assert content_loss(img, evt2, region).item() == pytest.approx(base)
+    evt3 = evt.clone()
+    evt3[:, :, :4] = torch.randn(1, k, 4, w)  # disagree inside the region: less information
+    assert content_loss(img, evt3, region).item() > base
+
+
+def test_instance_features_are_normalised_mask_means():
+    d = 3
+    fa = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4).repeat(2, 1, 1)[:d]
+    fb = -fa
+    ids = torch.zeros(4, 4, dtype=torch.long)
+    ids[:2] = 7
+    ids[2:, :2] = 3
+    ids[3, 3] = 9  # a 1-pixel instance: dropped by min_px=2
+    got_a, got_b = instance_features(fa, fb, ids, max_instances=8, min_px=2)
+    assert got_a.shape == (2, d)
+    expect = F.normalize(fa[:, :2].reshape(d, -1).mean(1), dim=0)  # id 7: largest first
+    torch.testing.assert_close(got_a[0], expect)
+    torch.testing.assert_close(got_b[0], -expect)
+    assert instance_features(fa, fb, torch.zeros(4, 4, dtype=torch.long)) is None
+    one = instance_features(fa, fb, ids, max_instances=1)
+    assert one[0].shape[0] == 1
+
+
+def test_intra_cluster_loss_matches_eq4():
+    e = F.normalize(torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]), dim=1)
+    i = F.normalize(torch.tensor([[1.0, 1.0], [1.0, -1.0], [0.0, 1.0]]), dim=1)
+    expect = 0.0
+    for a in range(3):
+        for b in range(3):
+            if a != b:
+                expect += math.exp(float(e[a] @ e[b])) + math.exp(float(i[a] @ i[b]))
+    assert intra_cluster_loss(e, i).item() == pytest.approx(expect, rel=1e-6)
+    # spreading instances apart lowers it
+    spread = torch.eye(3)
+    assert intra_cluster_loss(spread, spread) < intra_cluster_loss(e, i)
+
+
+def test_inter_align_loss_matches_eq5():
+    torch.manual_seed(0)
+    e = F.normalize(torch.randn(4, 8), dim=1)
+    i = F.normalize(torch.randn(4, 8), dim=1)
+    tau = 0.2
+    expect = 0.0
+    for a in range(4):
+        num = math.exp(float(e[a] @ i[a]) / tau)
+        den = sum(math.exp(float(e[a] @ i[b]) / tau) for b in range(4))
+        expect -= math.log(num / den)
+    assert inter_align_loss(e, i, tau).item() == pytest.approx(expect, rel=1e-5)
+    assert inter_align_loss(e, e, tau) < inter_align_loss(e, i, tau)
+
+
+def test_boundary_loss_eq6():
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 6, 8, 8), torch.randn(2, 6, 8, 8)
+    gim = torch.rand(2, 32, 32)
+    assert boundary_loss(a, a * 3, gim).item() == pytest.approx(0.0, abs=1e-6)  # scale-free
+    assert boundary_loss(a, b, torch.zeros(2, 32, 32)).item() == 0.0
+    loss = boundary_loss(a, b, gim)
+    m = F.interpolate(gim[:, None], size=(8, 8), mode="area")
+    expect = (F.normalize(a, dim=1) * m - F.normalize(b, dim=1) * m).abs().mean()
+    assert loss.item() == pytest.approx(expect.item(), rel=1e-6)
+    assert boundary_loss(a, b, gim * 0.5) < loss
