@@ -305,6 +305,16 @@ def record_session(opts: RecordOptions, *, stop_event: threading.Event | None = 
         devices.close()
 
 
+def _drain_frames(pipeline: FramePipeline, pulses: int, timeout_s: float) -> None:
+    """Wait until every emitted pulse has its frame accounted for (received or a counted gap)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and pipeline.error is None:
+        c = pipeline.counts
+        if c["received"] + c["frame_id_gaps"] >= pulses:
+            return
+        time.sleep(0.02)
+
+
 def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Event,
             on_tick: Callable[[dict[str, Any]], None] | None) -> RecordSummary:
     ev, fr, tr = dev.event_camera, dev.frame_camera, dev.trigger
@@ -405,7 +415,12 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
         if not isinstance(exc, Exception):
             raise
     finally:
-        for action in (tr.stop, pipeline.stop, fr.stop, ev.stop_recording):
+        with contextlib.suppress(Exception):
+            tr.stop()
+        if status != "failed":  # the frames of the last pulses are still on their way: wait for them
+            with contextlib.suppress(Exception):
+                _drain_frames(pipeline, tr.status().pulses_emitted, timeout_s=2.0)
+        for action in (pipeline.stop, fr.stop, ev.stop_recording):
             with contextlib.suppress(Exception):
                 action()
         with contextlib.suppress(Exception):

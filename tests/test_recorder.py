@@ -167,6 +167,8 @@ def test_stop_request_marks_session_interrupted(tmp_path, monkeypatch) -> None:
         assert s.status == "interrupted"
         assert 0 < s.num_frames < 2000
         assert s.num_frames == summary.counts["frames_written"]
+        # the frames of pulses already emitted when the stop came are waited for, not cut off
+        assert s.num_frames == summary.counts["pulses_sent"] == len(s.mcu_pulses)
 
 
 def test_refuses_non_empty_output_folder(tmp_path, monkeypatch) -> None:
