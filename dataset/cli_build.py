@@ -1,0 +1,92 @@
+"""`rpea build`: recorded sessions -> RPEA HDF5 (see dataset/builder.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("build")
+@click.option("--split", "split", required=True, type=click.Choice(["train", "val", "test", "all"]),
+              help="Which split to build (sessions are assigned to splits whole).")
+@click.option("--sessions", "sessions", required=True, multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Session folders: --sessions rec/* (more folders may follow) or repeated.")
+@click.argument("more_sessions", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--calib", "calib", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Calibration file (calib.yaml from `rig calibrate`).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset folder; writes <out>/<split>/<sequence>.h5 and index.json.")
+@click.option("--window-ms", "window_ms", type=float, default=None,
+              help="Event window per pair in ms, centred on the exposure mid-time [default: 50].")
+@click.option("--window", "window", type=click.Choice(["ms", "exposure"]), default=None,
+              help="'exposure': the events during the exposure; 'ms': see --window-ms.")
+@click.option("--labels", "labels", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Annotation PNGs: <labels>/<sequence>/frame_<id>*.png.")
+@click.option("--label-ids", type=click.Choice(["label", "train"]), default="label", show_default=True,
+              help="What the annotation PNGs hold: Cityscapes label ids or train ids.")
+@click.option("--label-mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="YAML {source id: train id} for other annotation tools.")
+@click.option("--splits", "splits", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="YAML {split: [session folder names]}; default: seeded, balanced.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split assignment.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Sessions built in parallel.")
+@click.option("--resume", is_flag=True, help="Skip sequences already built with the same inputs.")
+@click.option("--alpha", type=float, default=0.1, show_default=True,
+              help="HSV V below this is under-exposed (condition tag).")
+@click.option("--beta", type=float, default=0.9, show_default=True,
+              help="HSV V above this is over-exposed (condition tag).")
+@click.option("--serial", is_flag=True,
+              help="One process per session (default: two image processes per session while "
+                   "the events stream).")
+@click.option("--trust-first-frame", is_flag=True,
+              help="Assume the camera's first frame id answers pulse 0 (rescues recordings that "
+                   "lost frames at the end; wrong if the camera missed the first pulse).")
+@click.option("--no-masks", is_flag=True, help="Do not store instance masks (simulated sessions).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...], calib: Path,
+          out: Path, window_ms: float | None, window: str | None, labels: Path | None,
+          label_ids: str, label_mapping: Path | None,
+          splits: Path | None, seed: int, workers: int, resume: bool, alpha: float, beta: float,
+          serial: bool, trust_first_frame: bool, no_masks: bool, quiet: bool) -> None:
+    """Build the RPEA dataset (pixel-aligned image / events / label pairs) from sessions.
+
+    Frames are paired with trigger edges through the MCU's pulse reports; anything that cannot
+    be paired unambiguously is dropped and reported (<out>/<split>/build_report.json).
+
+    \b
+    Examples:
+      rpea build --split train --sessions rec/day_01 --sessions rec/night_01 \\
+          --calib calib/calib.yaml --out data/
+      rpea build --split all --sessions rec/* --calib calib.yaml --out data/ --workers 2
+      rpea build --split val --sessions rec/* --calib calib.yaml --out data/ --window exposure
+    """
+    from dataset.builder import BuildError, BuildOptions, index_summary
+    from dataset.builder import build as run_build
+    from dataset.labels import LabelError
+    from dataset.splits import SplitError
+    from dataset.sync import SyncConfig
+
+    if window is None:
+        window = "ms"
+    if window == "exposure" and window_ms is not None:
+        raise click.UsageError("--window exposure and --window-ms exclude each other")
+    opts = BuildOptions(calib_path=calib, out_dir=out, window=window,
+                        window_ms=window_ms if window_ms is not None else 50.0, labels_dir=labels,
+                        label_ids=label_ids, label_mapping=label_mapping, alpha=alpha, beta=beta,
+                        splits_file=splits, seed=seed, workers=workers, resume=resume,
+                        write_masks=not no_masks, image_workers=0 if serial else 2,
+                        sync=SyncConfig(first_exposure_on_first_pulse=trust_first_frame),
+                        progress=not quiet)
+    try:
+        result = run_build(split, [*sessions, *more_sessions], opts, log=lambda s: click.echo(s, err=True))
+    except (BuildError, LabelError, SplitError, FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    for line in index_summary(out):
+        click.echo(line)
+    if result["failed"]:
+        click.echo(f"{len(result['failed'])} session(s) failed: "
+                   + ", ".join(n for n, _ in result["failed"]), err=True)
+        sys.exit(1)
