@@ -1,0 +1,205 @@
+"""`calib.yaml`: the calibration as an OpenCV FileStorage YAML file (DESIGN "Calibration file").
+
+Any OpenCV (C++ or Python) reads it with `cv2.FileStorage`; `load_calibration` gives the
+`Calibration` the aligners and the dataset builder use. Conventions: pixel centres at integer
+coordinates, distortion (k1, k2, p1, p2, k3), X_ev = R X_fr + T (metres), sizes as (W, H).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+CALIB_VERSION = "1.0"
+MODELS = ("homography", "stereo")
+
+
+class CalibrationFileError(ValueError):
+    """calib.yaml is missing, unreadable or incomplete (the message names the file)."""
+
+
+@dataclass
+class Calibration:
+    K_frame: np.ndarray
+    dist_frame: np.ndarray  # (5,)
+    size_frame: tuple[int, int]  # (W, H)
+    K_event: np.ndarray
+    dist_event: np.ndarray
+    size_event: tuple[int, int]
+    R: np.ndarray  # X_ev = R @ X_fr + T
+    T: np.ndarray  # (3,) metres
+    model: str  # "homography" | "stereo"
+    H: np.ndarray  # ideal (undistorted, K_event) event pixels -> aligned grid pixels
+    output_size: tuple[int, int]  # aligned grid (W, H)
+    valid_roi: tuple[int, int, int, int]  # the crop (x, y, w, h) within the full aligned view
+    rms_frame: float
+    rms_event: float
+    rms_stereo: float
+    alignment_error_px: dict[str, float] = field(default_factory=dict)
+    yaml_text: str = ""  # the file verbatim (set by save/load)
+    K_aligned: np.ndarray | None = None  # pinhole matrix of the aligned grid
+    R_rect_frame: np.ndarray | None = None  # frame rays -> aligned camera (identity: homography)
+    plane_depth_m: float = float("inf")
+    stereo: dict[str, np.ndarray] | None = None  # R1 R2 P1 P2 Q (stereo model)
+    info: dict[str, str | float | int] = field(default_factory=dict)  # pattern, views, reason...
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"calibration model must be one of {MODELS}, got {self.model!r}")
+        if self.K_aligned is None:
+            self.K_aligned = np.asarray(self.K_frame, np.float64).copy()
+            self.K_aligned[0, 2] -= self.valid_roi[0]
+            self.K_aligned[1, 2] -= self.valid_roi[1]
+        if self.R_rect_frame is None:
+            self.R_rect_frame = np.eye(3)
+
+
+def _write_mat(fs: cv2.FileStorage, name: str, m: np.ndarray) -> None:
+    fs.write(name, np.asarray(m, np.float64))
+
+
+def to_yaml_text(calib: Calibration) -> str:
+    """The calib.yaml text of `calib`."""
+    fs = cv2.FileStorage("", cv2.FILE_STORAGE_WRITE | cv2.FILE_STORAGE_MEMORY
+                         | cv2.FILE_STORAGE_FORMAT_YAML)
+    fs.write("calib_version", CALIB_VERSION)
+    fs.write("model", calib.model)
+    fs.write("convention", "X_ev = R * X_fr + T (metres); pixel centres at integers; "
+                           "dist = k1 k2 p1 p2 k3; sizes are [W, H]; H maps undistorted event "
+                           "pixels (K_event) to the aligned grid")
+    _write_mat(fs, "K_frame", calib.K_frame)
+    _write_mat(fs, "dist_frame", np.asarray(calib.dist_frame).reshape(1, -1))
+    fs.write("size_frame", np.asarray(calib.size_frame, np.int32).reshape(1, 2))
+    _write_mat(fs, "K_event", calib.K_event)
+    _write_mat(fs, "dist_event", np.asarray(calib.dist_event).reshape(1, -1))
+    fs.write("size_event", np.asarray(calib.size_event, np.int32).reshape(1, 2))
+    _write_mat(fs, "R", calib.R)
+    _write_mat(fs, "T", np.asarray(calib.T).reshape(3, 1))
+    _write_mat(fs, "H", calib.H)
+    _write_mat(fs, "K_aligned", calib.K_aligned)
+    _write_mat(fs, "R_rect_frame", calib.R_rect_frame)
+    fs.write("plane_depth_m", float(calib.plane_depth_m) if math.isfinite(calib.plane_depth_m)
+             else -1.0)
+    fs.write("output_size", np.asarray(calib.output_size, np.int32).reshape(1, 2))
+    fs.write("valid_roi", np.asarray(calib.valid_roi, np.int32).reshape(1, 4))
+    if calib.stereo:
+        for key in ("R1", "R2", "P1", "P2", "Q"):
+            _write_mat(fs, key, calib.stereo[key])
+    fs.write("rms_frame", float(calib.rms_frame))
+    fs.write("rms_event", float(calib.rms_event))
+    fs.write("rms_stereo", float(calib.rms_stereo))
+    fs.startWriteStruct("alignment_error_px", cv2.FileNode_MAP)
+    for key, val in calib.alignment_error_px.items():
+        fs.write(key, float(val))
+    fs.endWriteStruct()
+    fs.startWriteStruct("info", cv2.FileNode_MAP)
+    for key, val in calib.info.items():
+        fs.write(key, val if isinstance(val, str) else float(val))
+    fs.endWriteStruct()
+    return fs.releaseAndGetString()
+
+
+def file_mode() -> int:
+    """0o666 less the process umask: what a plain open() would have given (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def save_calibration(calib: Calibration, path: str | os.PathLike[str]) -> None:
+    """Write calib.yaml atomically (temp file in the same folder, then rename)."""
+    text = to_yaml_text(calib)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    calib.yaml_text = text
+
+
+def load_calibration(path: str | os.PathLike[str]) -> Calibration:
+    """Read calib.yaml; a missing field or a broken file raises CalibrationFileError."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "calib.yaml"
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise CalibrationFileError(f"{path}: cannot read calibration file ({e.strerror})") from None
+    try:
+        fs = cv2.FileStorage(text, cv2.FILE_STORAGE_READ | cv2.FILE_STORAGE_MEMORY)
+    except cv2.error as e:
+        raise CalibrationFileError(f"{path}: not an OpenCV FileStorage file ({e.msg.strip()})") \
+            from None
+
+    def node(name: str, required: bool = True):
+        n = fs.getNode(name)
+        if n.empty():
+            if required:
+                raise CalibrationFileError(f"{path}: missing field {name!r}")
+            return None
+        return n
+
+    def mat(name: str, shape: tuple[int, ...] | None = None, required: bool = True):
+        n = node(name, required)
+        if n is None:
+            return None
+        m = n.mat()
+        if m is None:
+            raise CalibrationFileError(f"{path}: field {name!r} is not a matrix")
+        m = np.asarray(m, np.float64)
+        if shape is not None:
+            if m.size != int(np.prod(shape)):
+                raise CalibrationFileError(f"{path}: field {name!r} has {m.size} values, "
+                                           f"expected {int(np.prod(shape))}")
+            m = m.reshape(shape)
+        return m
+
+    def size(name: str, n_values: int = 2) -> tuple[int, ...]:
+        return tuple(int(round(v)) for v in mat(name, (n_values,)))
+
+    def real(name: str) -> float:
+        return float(node(name).real())
+
+    def mapping(name: str) -> dict:
+        n = node(name, required=False)
+        if n is None or not n.isMap():
+            return {}
+        out = {}
+        for key in n.keys():
+            child = n.getNode(key)
+            out[key] = child.string() if child.isString() else float(child.real())
+        return out
+
+    model = node("model").string()
+    if model not in MODELS:
+        raise CalibrationFileError(f"{path}: unknown model {model!r} (expected {MODELS})")
+    stereo = None
+    if model == "stereo":
+        stereo = {k: mat(k) for k in ("R1", "R2", "P1", "P2", "Q")}
+    plane = real("plane_depth_m") if node("plane_depth_m", False) is not None else -1.0
+    calib = Calibration(
+        K_frame=mat("K_frame", (3, 3)), dist_frame=mat("dist_frame").ravel(),
+        size_frame=size("size_frame"), K_event=mat("K_event", (3, 3)),
+        dist_event=mat("dist_event").ravel(), size_event=size("size_event"),
+        R=mat("R", (3, 3)), T=mat("T", (3,)), model=model, H=mat("H", (3, 3)),
+        output_size=size("output_size"), valid_roi=size("valid_roi", 4),
+        rms_frame=real("rms_frame"), rms_event=real("rms_event"), rms_stereo=real("rms_stereo"),
+        alignment_error_px=mapping("alignment_error_px"), yaml_text=text,
+        K_aligned=mat("K_aligned", (3, 3), required=False),
+        R_rect_frame=mat("R_rect_frame", (3, 3), required=False),
+        plane_depth_m=plane if plane > 0 else float("inf"), stereo=stereo, info=mapping("info"))
+    fs.release()
+    return calib

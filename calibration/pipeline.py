@@ -1,0 +1,269 @@
+"""From pairs of views to a `Calibration` and its report: detect, calibrate each camera, relate
+them, build the aligned grid, measure the alignment on held-out views (and against ground truth
+when the simulator provides it)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from calibration.accuracy import corner_alignment_error, truth_alignment_error
+from calibration.board import Board
+from calibration.detect import detect_corners, handedness
+from calibration.io import Calibration
+from calibration.mono import MonoResult, calibrate_mono
+from calibration.relation import (
+    Extrinsics,
+    Relation,
+    choose_model,
+    homography_relation,
+    stereo_extrinsics,
+    stereo_relation,
+)
+from rig.sim.optics import RigGeometry
+
+MODEL_CHOICES = ("homography", "stereo", "auto")
+
+
+@dataclass
+class CalibOptions:
+    board: Board
+    model: str = "homography"  # homography | stereo | auto
+    min_depth_m: float = 1.0  # depths the alignment should serve: [min_depth_m, max_depth_m]
+    max_depth_m: float = 10.0  # (inf allowed)
+    plane_depth_m: float | None = None  # Z0 of the homography (default: from the depth range)
+    max_parallax_px: float = 1.0  # auto: largest homography residual still called aligned
+    holdout_every: int = 5  # every n-th view pair is held out from calibration
+    min_views: int = 6
+    truth_depths_m: tuple[float, ...] = (1.0, 10.0)
+    refine: bool = True  # joint refinement after the fixed-intrinsics stereo stage
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_CHOICES:
+            raise ValueError(f"model must be one of {MODEL_CHOICES}, got {self.model!r}")
+
+    @property
+    def z0_m(self) -> float:
+        """Z0 that minimises the worst parallax over [min, max] depth: 1/Z0 is the mean of
+        1/min and 1/max (2 x min for an unbounded range)."""
+        if self.plane_depth_m:
+            return self.plane_depth_m
+        return 2.0 / (1.0 / self.min_depth_m + 1.0 / self.max_depth_m)
+
+
+@dataclass
+class ViewSet:
+    """Detected corners of all views (view id -> (N, 2)), with what was rejected and why."""
+
+    frame_size: tuple[int, int]
+    event_size: tuple[int, int]
+    frame_corners: dict[int, np.ndarray] = field(default_factory=dict)
+    event_corners: dict[int, np.ndarray] = field(default_factory=dict)
+    methods: dict[str, dict[int, str]] = field(default_factory=lambda: {"frame": {}, "event": {}})
+    rejected: dict[str, dict[int, str]] = field(default_factory=lambda: {"frame": {}, "event": {}})
+    labels: dict[int, str] = field(default_factory=dict)  # view id -> file name / time
+    images: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # for report
+    truth: RigGeometry | None = None
+    source: str = ""
+
+    @property
+    def pair_ids(self) -> list[int]:
+        return sorted(set(self.frame_corners) & set(self.event_corners))
+
+
+def detect_views(views: Iterable[tuple[int, str, np.ndarray | None, np.ndarray | None]],
+                 board: Board, frame_size: tuple[int, int], event_size: tuple[int, int], *,
+                 dedupe_px: float | None = None, keep_images: int = 2, total: int | None = None,
+                 progress: bool = True) -> ViewSet:
+    """Detect the board in (id, label, frame grey, event image) views. With `dedupe_px`,
+    consecutive views whose frame corners moved less than that are one pose: only its first
+    complete pair is kept (a recording holds each pose for several triggers)."""
+    vs = ViewSet(tuple(frame_size), tuple(event_size))
+    last_pair: np.ndarray | None = None
+    bar = tqdm(views, total=total, desc="detecting boards", unit="view", disable=not progress)
+    for vid, label, fgray, eimg in bar:
+        vs.labels[vid] = label
+        fd = detect_corners(fgray, board) if fgray is not None else None
+        if fd is not None and not fd.ok:
+            vs.rejected["frame"][vid] = fd.reason
+        if (dedupe_px and fd is not None and fd.ok and last_pair is not None
+                and np.max(np.linalg.norm(fd.corners - last_pair, axis=1)) < dedupe_px):
+            vs.rejected["frame"][vid] = "same pose as the previous view"
+            continue
+        if dedupe_px and (fd is None or not fd.ok):
+            continue  # without a frame board the event image cannot be paired
+        ed = detect_corners(eimg, board) if eimg is not None else None
+        if ed is not None and not ed.ok:
+            vs.rejected["event"][vid] = ed.reason
+        if fd is not None and fd.ok:
+            vs.frame_corners[vid] = fd.corners
+            vs.methods["frame"][vid] = fd.method
+        if ed is not None and ed.ok:
+            vs.event_corners[vid] = ed.corners
+            vs.methods["event"][vid] = ed.method
+        if fd is not None and fd.ok and ed is not None and ed.ok:
+            last_pair = fd.corners
+            if len(vs.images) < keep_images:
+                vs.images[vid] = (fgray, eimg)
+        bar.set_postfix(pairs=len(vs.pair_ids))
+    return vs
+
+
+def _check_mirroring(vs: ViewSet, board: Board) -> None:
+    ids = vs.pair_ids
+    if not ids:
+        return
+    same = sum(handedness(vs.frame_corners[i], board) == handedness(vs.event_corners[i], board)
+               for i in ids)
+    if same < len(ids) / 2:
+        raise ValueError("the event camera's view is mirrored relative to the frame camera's "
+                         "(a beam-splitter reflection?): flip one camera's readout and record "
+                         "again")
+
+
+def _holdout(ids: list[int], every: int, min_views: int) -> list[int]:
+    if every <= 1 or len(ids) < 2 * min_views:
+        return []
+    return ids[every // 2::every]
+
+
+def _mono_report(m: MonoResult, vs: ViewSet, cam: str) -> dict:
+    return {"rms_px": m.rms_px, "K": m.K.tolist(), "dist": m.dist.tolist(),
+            "k3": "fixed at 0" if m.flags & cv2.CALIB_FIX_K3 else "estimated",
+            "rms_k3_free_px": m.rms_k3_free_px,
+            "views_used": len(m.view_ids),
+            "per_view_rms_px": {str(i): float(e)
+                                for i, e in zip(m.view_ids, m.per_view_rms_px, strict=True)},
+            "dropped": {str(i): r for i, r in m.dropped.items()},
+            "rejected": {str(i): r for i, r in vs.rejected[cam].items()},
+            "detector": {str(i): s for i, s in vs.methods[cam].items()}}
+
+
+def calibrate_views(vs: ViewSet, opts: CalibOptions) -> tuple[Calibration, dict]:
+    """The whole calibration from detected views; returns the calibration and the report."""
+    board = opts.board
+    _check_mirroring(vs, board)
+    pairs = vs.pair_ids
+    held = _holdout(pairs, opts.holdout_every, opts.min_views)
+    train_fr = {i: c for i, c in vs.frame_corners.items() if i not in held}
+    train_ev = {i: c for i, c in vs.event_corners.items() if i not in held}
+    obj = board.object_points()
+    try:
+        mono_fr = calibrate_mono(obj, train_fr, vs.frame_size, min_views=opts.min_views)
+    except ValueError as e:
+        raise ValueError(f"frame camera: {e}") from None
+    try:
+        mono_ev = calibrate_mono(obj, train_ev, vs.event_size, min_views=opts.min_views)
+    except ValueError as e:
+        raise ValueError(f"event camera: {e}") from None
+    ext: Extrinsics = stereo_extrinsics(obj, train_fr, train_ev, mono_fr, mono_ev,
+                                        refine=opts.refine)
+    cam_fr = replace(mono_fr, K=ext.K_frame, dist=ext.dist_frame)
+    cam_ev = replace(mono_ev, K=ext.K_event, dist=ext.dist_event)
+    model, reason = opts.model, f"chosen with --model {opts.model}"
+    if model == "auto":
+        model, reason = choose_model(cam_fr, cam_ev, ext.T, opts.min_depth_m, opts.max_depth_m,
+                                     opts.z0_m, opts.max_parallax_px)
+    if model == "homography":
+        rel: Relation = homography_relation(cam_fr, cam_ev, ext.R, ext.T, opts.z0_m, reason)
+    else:
+        rel = stereo_relation(cam_fr, cam_ev, ext.R, ext.T, reason)
+    calib = Calibration(
+        K_frame=ext.K_frame, dist_frame=ext.dist_frame, size_frame=vs.frame_size,
+        K_event=ext.K_event, dist_event=ext.dist_event, size_event=vs.event_size, R=ext.R,
+        T=ext.T, model=rel.model, H=rel.H, output_size=rel.output_size,
+        valid_roi=rel.valid_roi, rms_frame=ext.rms_frame_px, rms_event=ext.rms_event_px,
+        rms_stereo=ext.rms_px, K_aligned=rel.K_aligned,
+        R_rect_frame=rel.R_rect_frame, plane_depth_m=rel.plane_depth_m, stereo=rel.stereo)
+    err = _alignment_errors(calib, vs, held, ext, board)
+    if vs.truth is not None:
+        err.update(truth_alignment_error(calib, vs.truth, opts.truth_depths_m))
+    calib.alignment_error_px = {k: v for k, v in err.items() if isinstance(v, float)}
+    calib.info = {
+        "pattern": f"{board.cols}x{board.rows}", "square_mm": board.square_m * 1000.0,
+        "views_frame": len(mono_fr.view_ids), "views_event": len(mono_ev.view_ids),
+        "views_stereo": len(ext.view_ids), "views_heldout": len(held),
+        "model_reason": rel.reason, "source": vs.source,
+        "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "opencv_version": cv2.__version__, "tool_version": _tool_version()}
+    report = {
+        "source": vs.source, "pattern": calib.info["pattern"], "square_mm": calib.info["square_mm"],
+        "model": calib.model, "model_reason": rel.reason,
+        "plane_depth_m": rel.plane_depth_m if math.isfinite(rel.plane_depth_m) else None,
+        "frame": _mono_report(mono_fr, vs, "frame"), "event": _mono_report(mono_ev, vs, "event"),
+        "stereo": {"rms_px": ext.rms_px, "rms_fixed_intrinsics_px": ext.rms_fixed_intrinsics_px,
+                   "joint_refinement": ext.refined, "note": ext.note,
+                   "rms_frame_px": ext.rms_frame_px, "rms_event_px": ext.rms_event_px,
+                   "R": ext.R.tolist(), "T_m": ext.T.tolist(),
+                   "baseline_mm": 1000.0 * float(np.linalg.norm(ext.T)),
+                   "per_view_rms_px": {str(i): [float(a), float(b)]
+                                       for i, (a, b) in zip(ext.view_ids, ext.per_view_rms_px,
+                                                            strict=True)},
+                   "dropped": {str(i): r for i, r in ext.dropped.items()}},
+        "aligned_grid": {"output_size": list(rel.output_size), "valid_roi": list(rel.valid_roi),
+                         "K_aligned": rel.K_aligned.tolist(), "H": rel.H.tolist()},
+        "heldout_views": [int(i) for i in held],
+        "alignment_error_px": err,
+        "labels": {str(i): s for i, s in vs.labels.items() if i in set(pairs)},
+    }
+    if vs.truth is not None:
+        report["truth"] = _truth_report(calib, vs.truth)
+    return calib, report
+
+
+def _alignment_errors(calib: Calibration, vs: ViewSet, held: list[int],
+                      ext: Extrinsics, board: Board) -> dict:
+    out: dict = {}
+    per_view = {}
+    groups = {"heldout": held, "train": ext.view_ids}
+    for name, ids in groups.items():
+        errs = []
+        for i in ids:
+            e = corner_alignment_error(calib, vs.frame_corners[i], vs.event_corners[i])
+            errs.append(e)
+            if name == "heldout":
+                per_view[str(i)] = float(np.median(e))
+        if errs:
+            allerr = np.concatenate(errs)
+            out[f"{name}_median"] = float(np.median(allerr))
+            out[f"{name}_p95"] = float(np.percentile(allerr, 95))
+            out[f"{name}_max"] = float(allerr.max())
+    depths = [_board_depth_m(calib, vs.frame_corners[i], board) for i in held]
+    if depths:
+        out["heldout_board_depth_m"] = float(np.median(depths))
+    out["heldout_per_view_median"] = per_view
+    return out
+
+
+def _board_depth_m(calib: Calibration, frame_corners: np.ndarray, board: Board) -> float:
+    """z of the board centre in the frame camera (solvePnP with the calibrated frame camera)."""
+    obj = board.object_points()
+    ok, _rvec, tvec = cv2.solvePnP(obj, np.asarray(frame_corners, np.float64).reshape(-1, 1, 2),
+                                   calib.K_frame, calib.dist_frame)
+    if not ok:
+        return float("nan")
+    R = cv2.Rodrigues(_rvec)[0]
+    return float((R @ obj.mean(axis=0) + tvec.ravel())[2])
+
+
+def _truth_report(calib: Calibration, g: RigGeometry) -> dict:
+    return {"K_frame": g.frame.K.tolist(), "dist_frame": g.frame.dist.tolist(),
+            "K_event": g.event.K.tolist(), "dist_event": g.event.dist.tolist(),
+            "R": g.R_ev_fr.tolist(), "T_m": g.T_ev_fr_m.tolist(),
+            "K_frame_error": (calib.K_frame - g.frame.K).tolist(),
+            "K_event_error": (calib.K_event - g.event.K).tolist(),
+            "T_error_mm": (1000.0 * (calib.T - g.T_ev_fr_m)).tolist()}
+
+
+def _tool_version() -> str:
+    try:
+        from rig import __version__
+        return str(__version__)
+    except ImportError:  # pragma: no cover
+        return "unknown"

@@ -1,0 +1,136 @@
+"""`rig calibrate`: checkerboard calibration of both cameras and the event-to-frame alignment."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+
+@click.command("calibrate")
+@click.option("--checkerboard", is_flag=True, help="Calibrate from checkerboard views.")
+@click.option("--pattern", default="9x6", show_default=True,
+              help="Inner corners per row x per column.")
+@click.option("--square-mm", type=float, default=25.0, show_default=True,
+              help="Side of one square in millimetres.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("calib"), show_default=True,
+              help="Folder for calib.yaml, report.json, report.png.")
+@click.option("--sim/--hardware", "sim", default=None,
+              help="Record a calibration session now: on the simulated rig, or on real devices "
+                   "(a monitor showing --show-pattern in view).")
+@click.option("--session", "session_dir", type=click.Path(exists=True, file_okay=False,
+                                                         path_type=Path),
+              default=None, help="Calibrate from a recorded checkerboard session.")
+@click.option("--frame-images", default=None,
+              help="Glob (or folder) of camera-1 images, paired by sorted order.")
+@click.option("--event-images", default=None,
+              help="Glob (or folder) of camera-2 images (event accumulations or a 2nd camera).")
+@click.option("--model", type=click.Choice(["homography", "stereo", "auto"]),
+              default="homography", show_default=True,
+              help="homography: coaxial beam-splitter rig; stereo: side-by-side rig; auto: pick "
+                   "by the estimated baseline.")
+@click.option("--min-depth-m", type=float, default=1.0, show_default=True,
+              help="Nearest depth the alignment should serve.")
+@click.option("--max-depth-m", type=float, default=10.0, show_default=True,
+              help="Farthest depth the alignment should serve (inf allowed).")
+@click.option("--plane-depth-m", type=float, default=None,
+              help="Z0 of the homography [default: 1/Z0 = mean of 1/min and 1/max depth].")
+@click.option("--blink-hz", type=float, default=None,
+              help="Blink frequency of the board [default: from the session, else estimated "
+                   "from the events; 5 for --show-pattern].")
+@click.option("--views", "n_views", type=int, default=20, show_default=True,
+              help="(--sim) board poses to record.")
+@click.option("--duration", "duration_s", type=float, default=None,
+              help="(--hardware) seconds to record [default 60].")
+@click.option("--seed", type=int, default=0, show_default=True, help="(--sim) simulator seed.")
+@click.option("--rate", "rate_hz", type=float, default=20.0, show_default=True,
+              help="(--sim/--hardware) trigger rate in Hz.")
+@click.option("--full-res", is_flag=True, help="(--sim) full sensor resolutions.")
+@click.option("--rig-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="(--hardware) rig.yaml with backends and settings.")
+@click.option("--keep-session/--no-keep-session", default=True, show_default=True,
+              help="(--sim/--hardware) keep the recorded session in OUT/session.")
+@click.option("--no-joint-refine", is_flag=True,
+              help="Keep the fixed-intrinsics stereo result (skip the joint refinement).")
+@click.option("--show-pattern", is_flag=True,
+              help="Show a full-screen blinking checkerboard (OpenCV window) and exit.")
+@click.option("--screen", default="1920x1080", show_default=True,
+              help="(--show-pattern) screen size WxH in pixels.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def calibrate(checkerboard: bool, pattern: str, square_mm: float, out_dir: Path,
+              sim: bool | None, session_dir: Path | None, frame_images: str | None,
+              event_images: str | None, model: str, min_depth_m: float, max_depth_m: float,
+              plane_depth_m: float | None, blink_hz: float | None, n_views: int,
+              duration_s: float | None, seed: int, rate_hz: float, full_res: bool,
+              rig_config: Path | None, keep_session: bool, no_joint_refine: bool,
+              show_pattern: bool, screen: str, quiet: bool) -> None:
+    """Calibrate both cameras and pixel-align events to frames.
+
+    Writes OUT/calib.yaml (OpenCV FileStorage), OUT/report.json and OUT/report.png, and prints
+    the reprojection RMS and the alignment errors (held-out views; ground truth on --sim).
+
+    \b
+    Examples:
+      rig calibrate --checkerboard --sim --out calib/            # simulated rig, 20 poses
+      rig calibrate --checkerboard --session recordings/cal01 --out calib/
+      rig calibrate --checkerboard --frame-images 'left/*.png' \\
+                    --event-images 'right/*.png' --model stereo --out calib_lr/
+      rig calibrate --show-pattern --blink-hz 5 --screen 2560x1440   # on the rig's monitor
+    """
+    from calibration.run import board_from_cli
+
+    try:
+        board = board_from_cli(pattern, square_mm)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    if show_pattern:
+        from calibration.pattern import show_pattern as show
+
+        try:
+            w, h = (int(v) for v in screen.lower().split("x"))
+            show(board, blink_hz or 5.0, w, h)
+        except (ValueError, RuntimeError) as e:
+            raise click.ClickException(str(e)) from None
+        return
+    if not checkerboard:
+        raise click.UsageError("say how to calibrate: --checkerboard (or --show-pattern)")
+    sources = [sim is not None, session_dir is not None, bool(frame_images or event_images)]
+    if sum(sources) != 1:
+        raise click.UsageError("give exactly one source of views: --sim/--hardware, --session DIR, "
+                               "or --frame-images GLOB --event-images GLOB")
+    if bool(frame_images) != bool(event_images):
+        raise click.UsageError("--frame-images and --event-images go together")
+
+    from calibration.pipeline import CalibOptions
+    from calibration.run import run_calibration, summary_lines
+    from calibration.sources import folder_views, record_calibration, session_views
+
+    opts = CalibOptions(board, model=model, min_depth_m=min_depth_m, max_depth_m=max_depth_m,
+                        plane_depth_m=plane_depth_m, refine=not no_joint_refine)
+    try:
+        if sim is not None:
+            tmp = None
+            if keep_session:
+                rec_dir = out_dir / "session"
+            else:
+                tmp = tempfile.TemporaryDirectory(prefix="rig-calib-")
+                rec_dir = Path(tmp.name) / "session"
+            click.echo(f"recording a checkerboard session ({'simulated' if sim else 'hardware'}) "
+                       f"into {rec_dir} ...", err=True)
+            record_calibration(rec_dir, sim=sim, n_views=n_views, seed=seed, rate_hz=rate_hz,
+                               duration_s=duration_s, full_res=full_res, rig_config=rig_config,
+                               show_status=not quiet)
+            session_dir = rec_dir
+        if session_dir is not None:
+            source = session_views(session_dir, blink_hz=blink_hz, progress=not quiet)
+        else:
+            source = folder_views(frame_images, event_images)
+        for note in source.notes:
+            click.echo(f"note: {note}", err=True)
+        res = run_calibration(source, opts, out_dir, progress=not quiet)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    for line in summary_lines(res):
+        click.echo(line)

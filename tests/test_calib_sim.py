@@ -1,0 +1,90 @@
+"""End to end on the simulated rig: record a blinking-checkerboard session once (20 poses),
+calibrate it through `rig calibrate`, and measure against the simulator's ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from calibration.align import EventAligner, ImageAligner
+from calibration.io import load_calibration
+from rig.cli import main as rig_main
+from rig.session import SessionReader
+
+N_POSES = 20
+
+
+@pytest.fixture(scope="session")
+def calibrated(tmp_path_factory) -> tuple[Path, str]:
+    """`rig calibrate --checkerboard --sim`: records a simulated session into OUT/session and
+    calibrates it (the slow part of the suite: ~1-2 min on 2 cores)."""
+    out = tmp_path_factory.mktemp("calib_sim")
+    res = CliRunner().invoke(rig_main, ["calibrate", "--checkerboard", "--sim", "--views",
+                                        str(N_POSES), "--seed", "0", "--out", str(out),
+                                        "--quiet"])
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+@pytest.fixture(scope="session")
+def calib_session(calibrated) -> Path:
+    return calibrated[0] / "session"
+
+
+def test_cli_writes_three_files_and_prints_numbers(calibrated):
+    out, text = calibrated
+    assert {p.name for p in out.iterdir()} >= {"calib.yaml", "report.json", "report.png"}
+    assert "RMS (px)" in text and "vs truth   1m" in text and "vs truth  10m" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"] == "homography"
+    assert len(report["frame"]["per_view_rms_px"]) >= 15
+    assert report["heldout_views"] and report["alignment_error_px"]["heldout_p95"] < 1.5
+    png = (out / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_accuracy_targets_against_ground_truth(calibrated):
+    out, _ = calibrated
+    calib = load_calibration(out / "calib.yaml")
+    assert calib.rms_frame <= 0.3 and calib.rms_event <= 0.3
+    err = calib.alignment_error_px
+    for depth in ("1m", "10m"):
+        assert err[f"truth_{depth}_median"] <= 0.3, err
+        assert err[f"truth_{depth}_p95"] <= 1.0, err
+    assert int(calib.info["views_stereo"]) >= 12
+
+
+def test_recovered_geometry_is_close_to_truth(calibrated, calib_session):
+    out, _ = calibrated
+    calib = load_calibration(out / "calib.yaml")
+    truth = SessionReader(calib_session).ground_truth_geometry()
+    assert np.linalg.norm(calib.T - truth.T_ev_fr_m) < 0.3e-3  # metres
+    for est, cam in ((calib.K_frame, truth.frame), (calib.K_event, truth.event)):
+        assert abs(est[0, 0] / cam.K[0, 0] - 1) < 0.01
+
+
+def test_aligners_load_from_the_file(calibrated, calib_session):
+    out, _ = calibrated
+    calib = load_calibration(out / "calib.yaml")
+    reader = SessionReader(calib_session)
+    img = ImageAligner(calib).align(reader.frame(0), reader.pixel_format)
+    assert img.shape == (calib.output_size[1], calib.output_size[0], 3)
+    events, _ = reader.decode_events()
+    al = EventAligner(calib)
+    xa, ya, keep = al.map_events(events["x"][:200_000], events["y"][:200_000])
+    assert keep.any() and al.dropped_total == int((~keep).sum())
+    assert xa[keep].max() < al.width and ya[keep].max() < al.height
+
+
+def test_session_source_pairs_every_frame_with_its_trigger(calib_session):
+    from calibration.sources import session_views
+
+    src = session_views(calib_session, progress=False)
+    assert src.notes == ()  # counts agreed: no pairing by frame ids needed
+    assert src.truth is not None and src.dedupe_px
+    reader = SessionReader(calib_session)
+    assert src.total == reader.num_frames >= N_POSES * 3
