@@ -37,16 +37,19 @@ def new_decoder_state() -> np.ndarray:
 
 @njit(cache=True)
 def count_bounds(words):
-    """Upper bounds of (events, triggers) in `words`."""
-    ne = 0
-    nt = 0
+    """Upper bounds of (events, triggers) in `words` (branch-free: LLVM vectorises it)."""
+    ne = np.int64(0)
+    nt = np.int64(0)
     for k in range(words.shape[0]):
         typ = np.int64(words[k]) >> 28
-        if typ <= 1:
-            ne += 1
-        elif typ == 10:
-            nt += 1
+        ne += np.int64(typ <= 1)
+        nt += np.int64(typ == 10)
     return ne, nt
+
+
+#: Spare event records the caller gives `decode_words` past one record per word: a CD word
+#: writes its record before it is validated, and each record store spills 3 bytes.
+EVENT_SLACK = 2
 
 
 @njit(cache=True, inline="always")
@@ -66,9 +69,11 @@ def decode_words(
     tr_t, tr_id, tr_v, nt0,
     word_counts, anom_counts, anom_off, anom_kind,
 ):  # fmt: skip
-    """Decode EVT2 `words` from positions (ne0, nt0); return the new positions.
+    """Decode EVT2 `words` from positions (ne0, nt0); return (ne, nt, words used).
 
-    `out` is the uint8 view of an EVENT_DTYPE array with spare records past the bound.
+    `out` is the uint8 view of an EVENT_DTYPE array. A word adds at most one event, so only the
+    words that fit in `out` (less EVENT_SLACK records) are decoded, and decoding stops at a
+    trigger with no slot left; the state then resumes from the first unused word.
     """
     ne = ne0
     nt = nt0
@@ -77,7 +82,9 @@ def decode_words(
     shift = st[D_SHIFT]
     last_t = st[D_LAST_T]
     skipped = st[D_SKIPPED]
-    for k in range(words.shape[0]):
+    nt_cap = tr_t.shape[0]
+    used = min(words.shape[0], max(0, out.shape[0] // 13 - EVENT_SLACK - ne0))
+    for k in range(used):
         w = np.int64(words[k])
         typ = w >> 28
         word_counts[typ] += 1
@@ -109,6 +116,10 @@ def decode_words(
                 _anomaly(1, k, st, anom_counts, anom_off, anom_kind)
             base = new_th
         elif typ == 10:
+            if nt >= nt_cap:  # trigger output full: the caller grows it and resumes here
+                word_counts[typ] -= 1
+                used = k
+                break
             t = base + ((w >> 22) & 0x3F)
             last_t = t
             tr_t[nt] = t
@@ -122,8 +133,8 @@ def decode_words(
     st[D_SHIFT] = shift
     st[D_LAST_T] = last_t
     st[D_SKIPPED] = skipped
-    st[D_WORD_BASE] += words.shape[0]
-    return ne, nt
+    st[D_WORD_BASE] += used
+    return ne, nt, used
 
 
 @njit(cache=True)

@@ -224,21 +224,25 @@ def _popcount(typingctx, src):
 
 @njit(cache=True)
 def count_bounds(words):
-    """Upper bounds of (events, triggers, ERC counters) in `words` (exact before validity).
+    """Upper bounds of (events, triggers) in `words` (exact before validity).
 
     Branch-free so LLVM vectorises it: it costs a fraction of the decode it sizes.
     """
     ne = np.int64(0)
     nt = np.int64(0)
-    no = np.int64(0)
     for k in range(words.shape[0]):
         w = np.int64(words[k])
         typ = w >> 12
         m = (w & 0xFFF) if typ == 4 else ((w & 0xFF) if typ == 5 else np.int64(0))
         ne += _popcount(m) + np.int64(typ == 2)
         nt += np.int64(typ == 10)
-        no += np.int64(typ == 14)
-    return ne, nt, no
+    return ne, nt
+
+
+#: Spare event records the caller gives `decode_words` past the bound of the events it keeps:
+#: a VECT_BASE_X group writes up to 32 records from the current position, and each record store
+#: spills 3 bytes into the next one.
+EVENT_SLACK = 34
 
 
 @njit(cache=True, inline="always")
@@ -256,21 +260,24 @@ def decode_words(
     words, st, width, height,
     out, ne0,
     tr_t, tr_id, tr_v, nt0,
-    erc_t, erc_kind, erc_count, no0,
-    word_counts, anom_counts, anom_off, anom_kind,
+    erc_sums, word_counts, anom_counts, anom_off, anom_kind,
 ):  # fmt: skip
-    """Decode `words` into the output arrays from positions (ne0, nt0, no0); return new positions.
+    """Decode `words` into the outputs from positions (ne0, nt0); return (ne, nt, words used).
 
     Semantics are OpenEB's: t = loop * 2^24 + high * 2^12 + low; a wrap is counted when the new
     TIME_HIGH is at least 2048 below the previous one; a new TIME_HIGH resets TIME_LOW to 0; words
     before the first TIME_HIGH are skipped. Vector words are decoded one by one as the format
-    specifies (VECT_12 advances the base by 12, VECT_8 by 8). Events outside the geometry are
+    specifies (VECT_12 advances the base by 12, VECT_8 by 8); a VECT_BASE_X followed by the
+    12 + 12 + 8 group the sensor writes, all inside the geometry, is decoded as one 32-bit mask
+    (same events, one loop instead of four branchy words). Events outside the geometry are
     dropped and counted. `anom_off` receives word indices (relative to the data start).
-    `out` is the uint8 view of an EVENT_DTYPE array with 12 spare records past the bound.
+    `out` is the uint8 view of an EVENT_DTYPE array; decoding stops early (fewer words used) when
+    fewer than EVENT_SLACK records are left past the position or a trigger finds no slot, and the
+    state then resumes from the first unused word. ERC counters are summed into `erc_sums`
+    (input records, input events, output records, output events).
     """
     ne = ne0
     nt = nt0
-    no = no0
     loop = st[D_LOOP]
     high = st[D_HIGH]
     low = st[D_LOW]
@@ -324,13 +331,15 @@ def decode_words(
             erc_stage = 3
         else:
             erc_v |= (c & 0xF) << 24
-            erc_t[no] = t
-            erc_kind[no] = erc_k
-            erc_count[no] = erc_v
-            no += 1
+            erc_sums[2 * erc_k] += 1
+            erc_sums[2 * erc_k + 1] += erc_v
             erc_stage = 0
+    ne_last = out.shape[0] // 13 - EVENT_SLACK  # last position a word may start at
+    nt_cap = tr_t.shape[0]
     while k < nw:
-        w = np.int64(words[k])
+        if ne > ne_last:
+            break  # output full: the caller grows it and resumes here
+        w = np.int64(words[np.uint64(k)])
         typ = w >> 12
         c = w & 0xFFF
         if (typ & 0xD) == 0:  # EVT_ADDR_Y or EVT_ADDR_X: one branch, selects inside
@@ -394,6 +403,21 @@ def decode_words(
             base_x = c & 0x7FF
             pol = c >> 11
             have_base = 1
+            if k + 3 < nw and row_ok and base_x + 32 <= width:  # a whole group follows?
+                w1 = np.int64(words[np.uint64(k + 1)])
+                w2 = np.int64(words[np.uint64(k + 2)])
+                w3 = np.int64(words[np.uint64(k + 3)])
+                if (w1 >> 12) == 4 and (w2 >> 12) == 4 and (w3 >> 12) == 5:
+                    m = (w1 & 0xFFF) | ((w2 & 0xFFF) << 12) | ((w3 & 0xFF) << 24)
+                    xyp = base_x | (y << 16) | (pol << 32)
+                    while m != 0:
+                        put_event(out, ne, t, xyp + trailing_zeros(m))
+                        ne += 1
+                        m &= m - 1
+                    base_x += 32
+                    n_v12 += 2
+                    n_v8 += 1
+                    k += 3
         elif typ == 8:  # EVT_TIME_HIGH
             n_th += 1
             if high >= c + 2048:
@@ -408,6 +432,9 @@ def decode_words(
         else:
             word_counts[typ] += 1
             if typ == 10:  # EXT_TRIGGER
+                if nt >= nt_cap:  # trigger output full: the caller grows it and resumes here
+                    word_counts[typ] -= 1
+                    break
                 tr_t[nt] = t
                 tr_id[nt] = (c >> 8) & 0xF
                 tr_v[nt] = c & 1
@@ -436,10 +463,8 @@ def decode_words(
                             erc_stage = 3
                         else:
                             erc_v |= (c2 & 0xF) << 24
-                            erc_t[no] = t
-                            erc_kind[no] = erc_k
-                            erc_count[no] = erc_v
-                            no += 1
+                            erc_sums[2 * erc_k] += 1
+                            erc_sums[2 * erc_k + 1] += erc_v
                             erc_stage = 0
             elif typ == 1:  # OpenEB: a type-0x1 address is not CD; CD words are invalid after it
                 is_cd = 0
@@ -467,5 +492,5 @@ def decode_words(
     st[D_ERC_STAGE] = erc_stage
     st[D_ERC_KIND] = erc_k
     st[D_ERC_VALUE] = erc_v
-    st[D_WORD_BASE] += nw
-    return ne, nt, no
+    st[D_WORD_BASE] += k
+    return ne, nt, k

@@ -7,6 +7,7 @@ chunks, so the output never depends on the chunk size.
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,8 +31,8 @@ from rig.raw_header import RawHeader, read_header
 
 #: Default chunk of `iter_chunks` (bytes of event words read per step).
 DEFAULT_CHUNK_BYTES = 4 << 20
-#: Spare event slots past the bound: vectors are written branch-free, 12 slots at a time.
-_VECTOR_SLACK = 12
+#: Largest data part `read_all` reads into memory; larger files are memory-mapped.
+READ_WHOLE_BYTES = 64 << 20
 #: Geometry used when neither the header, the caller nor the plugin name gives one (no filtering).
 FORMAT_MAX_SIDE = 2048
 
@@ -138,38 +139,46 @@ class RawReader:
         self._erc = np.zeros(4, np.int64)  # in records, in events, out records, out events
 
     def _decode(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Decode one run of words with the carried state; fresh output arrays."""
-        if self.format == "EVT3":
-            ne, nt, no = _k3.count_bounds(words)
-        else:
-            (ne, nt), no = _k2.count_bounds(words), 0
-        events = np.empty(ne + _VECTOR_SLACK, EVENT_DTYPE)
-        triggers = np.empty(nt, TRIGGER_DTYPE)
-        if self.format == "EVT3":
-            # +1: a counter begun in the previous chunk may complete in this one
-            erc = np.empty(no + 1, [("t", "<i8"), ("kind", "<i8"), ("count", "<i8")])
-            ne, nt, no = _k3.decode_words(
-                words, self._state, self.width, self.height,
-                events.view(np.uint8), 0,
-                triggers["t"], triggers["id"], triggers["value"], 0,
-                erc["t"], erc["kind"], erc["count"], 0,
-                self._word_counts, self._anom_counts, self._anom_off, self._anom_kind,
-            )  # fmt: skip
-            erc = erc[:no]
-            inp = erc["kind"] == 0
-            self._erc += (
-                int(inp.sum()),
-                int(erc["count"][inp].sum()),
-                int((~inp).sum()),
-                int(erc["count"][~inp].sum()),
-            )
-        else:
-            ne, nt = _k2.decode_words(
-                words, self._state, self.width, self.height,
-                events.view(np.uint8), 0,
-                triggers["t"], triggers["id"], triggers["value"], 0,
-                self._word_counts, self._anom_counts, self._anom_off, self._anom_kind,
-            )  # fmt: skip
+        """Decode one run of words with the carried state; fresh output arrays.
+
+        The outputs are sized from a sample of the words (a full counting pass would cost about
+        a tenth of the decode); when that falls short the kernel stops, the arrays grow to the
+        exact bound of the words left, and the decode resumes where it stopped.
+        """
+        evt3 = self.format == "EVT3"
+        kern = _k3 if evt3 else _k2
+        nw = words.shape[0]
+        ne_cap, nt_cap = _first_capacity(kern, words, 12 if evt3 else 1)
+        events = np.empty(ne_cap + kern.EVENT_SLACK, EVENT_DTYPE)
+        triggers = np.empty(nt_cap, TRIGGER_DTYPE)
+        ne = nt = used = 0
+        while True:
+            rest = words[used:] if used else words
+            if evt3:
+                ne, nt, k = _k3.decode_words(
+                    rest, self._state, self.width, self.height,
+                    events.view(np.uint8), ne,
+                    triggers["t"], triggers["id"], triggers["value"], nt,
+                    self._erc, self._word_counts, self._anom_counts, self._anom_off,
+                    self._anom_kind,
+                )  # fmt: skip
+            else:
+                ne, nt, k = _k2.decode_words(
+                    rest, self._state, self.width, self.height,
+                    events.view(np.uint8), ne,
+                    triggers["t"], triggers["id"], triggers["value"], nt,
+                    self._word_counts, self._anom_counts, self._anom_off, self._anom_kind,
+                )  # fmt: skip
+            used += int(k)
+            if used >= nw:
+                break
+            be, bt = kern.count_bounds(words[used:])  # out of room: size for what is left
+            if not evt3:
+                be = nw - used  # the EVT2 kernel bounds its events by its words
+            if ne + be + kern.EVENT_SLACK > events.size:
+                events = _grown(events, ne, ne + int(be) + kern.EVENT_SLACK)
+            if nt + bt > triggers.size:
+                triggers = _grown(triggers, nt, nt + int(bt))
         events = _shrink(events, ne)
         triggers = _shrink(triggers, nt)
         self._n_events += ne
@@ -218,19 +227,33 @@ class RawReader:
 
     # -- whole file ---------------------------------------------------------------------------
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
-        """Decode the whole file at once (memory-mapped input); returns (events, triggers)."""
+        """Decode the whole file at once; returns (events, triggers).
+
+        Files up to READ_WHOLE_BYTES are read into memory (one read costs less CPU time than
+        the page faults of a mapping); larger ones are memory-mapped, so they are never copied.
+        """
         self._reset()
         n_words = max(0, self.data_bytes) // self.word_bytes
         dtype = "<u2" if self.format == "EVT3" else "<u4"
-        if n_words:
-            words = np.memmap(self.path, dtype=dtype, mode="r", offset=self.header.size_bytes,
-                              shape=(n_words,))  # fmt: skip
-            try:
-                events, triggers = self._decode(words)
-            finally:
-                del words
-        else:
+        if n_words == 0:
             events, triggers = self._decode(np.zeros(0, dtype))
+        elif n_words * self.word_bytes <= READ_WHOLE_BYTES:
+            words = np.empty(n_words, dtype)
+            with open(self.path, "rb", buffering=0) as f:
+                f.seek(self.header.size_bytes)
+                got = f.readinto(words)
+            if got != words.nbytes:
+                raise OSError(f"{self.path}: file shrank while reading ({got} of {words.nbytes} bytes)")
+            events, triggers = self._decode(words)
+        else:
+            with open(self.path, "rb") as f:
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                words = np.frombuffer(mapped, dtype, n_words, self.header.size_bytes)
+                events, triggers = self._decode(words)
+                del words
+            finally:
+                mapped.close()
         self._finish(max(0, self.data_bytes) - n_words * self.word_bytes)
         return events, triggers
 
@@ -272,6 +295,35 @@ def _shrink(arr: np.ndarray, n: int) -> np.ndarray:
     if n < arr.size // 2:
         return arr[:n].copy()
     return arr[:n]
+
+
+def _grown(arr: np.ndarray, n: int, size: int) -> np.ndarray:
+    """A larger array of `size` records holding the first n records of `arr`."""
+    out = np.empty(size, arr.dtype)
+    out[:n] = arr[:n]
+    return out
+
+
+#: Words counted to size the first output arrays of a long run of words (see `_first_capacity`).
+_SAMPLE_WORDS = 1 << 15
+
+
+def _first_capacity(kern, words: np.ndarray, max_per_word: int) -> tuple[int, int]:
+    """Output sizes (events, triggers) to start a decode of `words` with.
+
+    Short runs are counted exactly. Long ones extrapolate a count of their first words with a
+    margin: an underestimate only costs a resume (see `RawReader._decode`), never correctness.
+    """
+    nw = words.shape[0]
+    if max_per_word == 1:  # EVT2: one event per word at most, so that bound costs no count
+        nt = kern.count_bounds(words[:_SAMPLE_WORDS])[1]
+        return nw, int(nt) if nw <= _SAMPLE_WORDS else min(int(nt * 1.2 * nw / _SAMPLE_WORDS) + 64, nw)
+    if nw <= 2 * _SAMPLE_WORDS:
+        ne, nt = kern.count_bounds(words)
+        return int(ne), int(nt)
+    ne, nt = kern.count_bounds(words[:_SAMPLE_WORDS])
+    scale = 1.2 * nw / _SAMPLE_WORDS
+    return min(int(ne * scale) + 1024, max_per_word * nw), min(int(nt * scale) + 64, nw)
 
 
 def decode_file(

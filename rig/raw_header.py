@@ -117,11 +117,23 @@ def parse_header(data: bytes) -> RawHeader:
     return RawHeader(fields=fields, size_bytes=pos, has_end=has_end)
 
 
+#: First read of `read_header`: far more than a real header, far less than MAX_HEADER_BYTES.
+_FIRST_READ_BYTES = 1 << 16
+
+
 def read_header(path) -> RawHeader:
-    """Parse the header of the file at `path` (reads at most MAX_HEADER_BYTES)."""
+    """Parse the header of the file at `path` (reads at most MAX_HEADER_BYTES).
+
+    Reads 64 KiB first and the full MAX_HEADER_BYTES only when the header may go on past that,
+    so the result is the same as parsing the first MAX_HEADER_BYTES, without reading them.
+    """
     with open(path, "rb") as f:
-        head = f.read(MAX_HEADER_BYTES)
-    return parse_header(head)
+        head = f.read(_FIRST_READ_BYTES)
+        hdr = parse_header(head)
+        if len(head) == _FIRST_READ_BYTES and not hdr.has_end and hdr.size_bytes + MAX_LINE_BYTES > len(head):
+            head += f.read(MAX_HEADER_BYTES - len(head))
+            hdr = parse_header(head)
+    return hdr
 
 
 def default_fields(width: int, height: int, evt: str = "3.0") -> dict[str, str]:

@@ -195,3 +195,29 @@ def test_word_counts_match_a_histogram_of_the_words(shared_data_dir):
     for chunk in (4098, 1 << 16):
         _, _, cst = concat_chunks(path, chunk)
         assert cst.word_counts == stats.word_counts
+
+
+def test_output_grows_when_the_sampled_size_falls_short(tmp_path):
+    """The first output size is extrapolated from the first words; a sparse start followed by
+    dense vector rows and a trigger burst must still decode every event and trigger exactly."""
+    rng = np.random.default_rng(7)
+    n_lone, n_rows = 40_000, 30_000  # ~40 K lone-event words first, then ~120 K vector words
+    lone = np.zeros(n_lone, EVENT_DTYPE)
+    lone["t"] = np.arange(n_lone) * 3
+    lone["x"], lone["y"], lone["p"] = rng.integers(0, W, n_lone), rng.integers(0, H, n_lone), 1
+    t_rows = n_lone * 3 + np.arange(n_rows)
+    x0 = rng.integers(0, W - 32, n_rows)
+    dense = np.zeros(n_rows * 32, EVENT_DTYPE)  # full 32-pixel rows: 32 events per 4 words
+    dense["t"] = np.repeat(t_rows, 32)
+    dense["x"] = np.repeat(x0, 32) + np.tile(np.arange(32), n_rows)
+    dense["y"] = np.repeat(rng.integers(0, H, n_rows), 32)
+    ev = np.concatenate([lone, dense])
+    tr = np.zeros(5000, TRIGGER_DTYPE)
+    tr["t"] = t_rows[-1] - 5000 + np.arange(5000)
+    tr["value"] = np.arange(5000) % 2
+    path = tmp_path / "late_dense.raw"
+    path.write_bytes(encode(ev, tr, W, H))
+    got, gtr, st_ = decode_file_with_stats(path)
+    np.testing.assert_array_equal(got, ev)
+    np.testing.assert_array_equal(gtr, tr)
+    assert st_.anomalies == {} and st_.events == ev.size
