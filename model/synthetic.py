@@ -2,11 +2,18 @@
 
 Not the physical rig simulator (that lives in `rig/sim`): a fast 2-D scene generator with the
 property the paper's method relies on. Scenes are rendered in linear radiance with a high dynamic
-range (glare patches, deep shadows, night with headlights); the frame "camera" applies exposure,
-gamma, clipping, noise and 8-bit quantisation, so over/under-exposed regions lose their content;
-events come from log-radiance changes while objects and the camera move during the pair's window,
-so they still see edges and class-specific textures where the frame is clipped or black.
-Writes files per docs/rpea-format.md (schema 1.0) with ground-truth labels and instance masks.
+range (glare-lit patches x`glare_gain`, deep shadows x`shadow_gain`, night x`night_gain` with
+headlights). The frame camera is a linear sensor followed by an 8-bit gamma output, in this
+order: photon shot noise (Poisson in electrons, `full_well_e` at saturation), read noise
+(`read_noise_e`), black-level clip at 0, a linear `adc_bits` ADC that saturates at full well, then
+gamma 1/2.2 and 8-bit quantisation. So over-exposed regions are 255 in every channel (nothing
+left), and under-exposed regions hold a signal of about one ADC step under noise of about one
+step: class colour and texture are mostly gone from the RGB there. Events come from the same
+underlying log-radiance (an event camera's photoreceptor, floor `event_floor` for its dark
+current, far below the frame's noise floor) while objects and the camera move during the pair's
+window, so they keep edges and class-specific texture where the frame is clipped or crushed.
+Deterministic for a seed. Writes files per docs/rpea-format.md (schema 1.0) with ground-truth
+labels and instance masks.
 """
 
 from __future__ import annotations
@@ -40,7 +47,13 @@ _OBJECTS = (POLE, SIGN, VEGETATION, PERSON, CAR)
 
 @dataclass
 class SynthConfig:
-    """Sizes and sensor constants of the generator (documented defaults)."""
+    """Sizes and sensor constants of the generator (documented defaults).
+
+    Radiance is in units of the frame sensor's full well at exposure 1 (1.0 saturates). With
+    the defaults a deep shadow on a mid-grey surface (0.35 x 0.002) yields ~4 electrons, ~0.7
+    ADC steps (10 bit) against ~1 step of noise; a glare patch (x100) saturates even the
+    darkest albedo (0.015) of the palette.
+    """
 
     height: int = 96
     width: int = 128
@@ -49,8 +62,17 @@ class SynthConfig:
     substeps: int = 6
     contrast_threshold: float = 0.25
     noise_events_per_px: float = 0.01
-    read_noise_dn: float = 3.0
     extreme_fraction: float = 0.35  # share of the image covered by glare/shadow patches
+    glare_gain: float = 100.0  # illumination of a glare-lit patch (day)
+    shadow_gain: float = 0.002  # illumination of a deep shadow (day)
+    night_gain: float = 0.001  # ambient illumination at night (as dark as a day shadow at x2)
+    headlight_gain: float = 450.0  # headlight / street lamp patch on top of the night ambient
+    night_exposure: float = 2.0  # exposure (time x gain) at night relative to day
+    full_well_e: float = 6000.0  # electrons at saturation
+    read_noise_e: float = 6.0  # rms, electrons
+    adc_bits: int = 10  # linear ADC before the 8-bit gamma output
+    gamma: float = 2.2
+    event_floor: float = 1e-5  # event photoreceptor dark-current floor (radiance units)
 
 
 def _shapes(rng: np.random.Generator, h: int, w: int) -> dict:
@@ -125,28 +147,46 @@ def _render(scene: dict, h: int, w: int, frac: float, ego_px: float):
     return albedo, cls, inst
 
 
-def _illumination(rng: np.random.Generator, h: int, w: int, night: bool, frac: float):
-    """Smooth HDR illumination field: glare (x30) and shadow (x0.005) patches; night x0.01."""
+def _illumination(rng: np.random.Generator, cfg: SynthConfig, night: bool) -> np.ndarray:
+    """Smooth HDR illumination field (H, W): 1-3 flat-topped patches covering about
+    `extreme_fraction` of the image; day patches are glare (x`glare_gain`) or deep shadow
+    (x`shadow_gain`), night is x`night_gain` everywhere with x`headlight_gain` lamp patches."""
+    h, w = cfg.height, cfg.width
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     log_gain = np.zeros((h, w), np.float32)
     n_patch = int(rng.integers(1, 4))
     for _ in range(n_patch):
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        r = np.sqrt(frac * h * w / n_patch / np.pi)
+        r = np.sqrt(cfg.extreme_fraction * h * w / n_patch / np.pi)
         d2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / r**2
-        blob = np.exp(-(d2**3))
+        blob = np.exp(-(d2**8))  # flat top, sharp rim: hard light and hard shadows
         if night:
-            log_gain += np.log(300.0) * blob  # headlight / street lamp
+            log_gain += np.log(cfg.headlight_gain) * blob
         else:
-            log_gain += (np.log(30.0) if rng.random() < 0.5 else np.log(0.005)) * blob
-    base = np.log(0.01) if night else 0.0
+            gain = cfg.glare_gain if rng.random() < 0.5 else cfg.shadow_gain
+            log_gain += np.log(gain) * blob
+    base = np.log(cfg.night_gain) if night else 0.0
     return np.exp(base + log_gain)
 
 
-def _expose(radiance: np.ndarray, exposure: float, rng: np.random.Generator, read_noise: float):
-    v = np.clip(radiance * exposure, 0, None) ** (1 / 2.2) * 255.0
-    v = v + rng.normal(0, read_noise, v.shape)
-    return np.clip(np.round(v), 0, 255).astype(np.uint8)
+def expose(radiance: np.ndarray, exposure: float, rng: np.random.Generator,
+           cfg: SynthConfig) -> np.ndarray:
+    """Frame camera: linear radiance (full well = 1) -> 8-bit gamma-encoded image.
+
+    Shot noise and read noise act on electrons before the ADC, so a dark region keeps only a
+    noisy count of a few electrons; clipping at full well erases everything above it.
+    """
+    signal = np.clip(radiance * exposure, 0.0, 2.0)  # > 1 saturates anyway; cap for Poisson
+    electrons = rng.poisson(signal * cfg.full_well_e).astype(np.float64)
+    electrons += rng.normal(0.0, cfg.read_noise_e, electrons.shape)
+    adc_max = 2**cfg.adc_bits - 1
+    dn = np.clip(np.round(electrons / cfg.full_well_e * adc_max), 0, adc_max)
+    v = (dn / adc_max) ** (1.0 / cfg.gamma) * 255.0
+    return np.round(v).astype(np.uint8)
+
+
+def _log_luminance(albedo: np.ndarray, illum: np.ndarray, floor: float) -> np.ndarray:
+    return np.log(albedo.mean(-1) * illum + floor)
 
 
 def make_pair(rng: np.random.Generator, cfg: SynthConfig, night: bool):
@@ -154,43 +194,41 @@ def make_pair(rng: np.random.Generator, cfg: SynthConfig, night: bool):
     h, w = cfg.height, cfg.width
     scene = _shapes(rng, h, w)
     ego = float(rng.uniform(-2, 2))
-    illum = _illumination(rng, h, w, night, cfg.extreme_fraction)
-    exposure = 2.0 if night else 1.0
+    illum = _illumination(rng, cfg, night)
+    exposure = cfg.night_exposure if night else 1.0
     albedo, cls, inst = _render(scene, h, w, 0.5, ego)
-    image = _expose(albedo * illum[..., None], exposure, rng, cfg.read_noise_dn)
+    image = expose(albedo * illum[..., None], exposure, rng, cfg)
     label = cls.astype(np.uint8)
     _, masks = np.unique(inst, return_inverse=True)
     masks = (masks.reshape(h, w) + 1).astype(np.uint16)
-    # events: log-radiance changes between sub-steps (contrast threshold, per-pixel mismatch)
+    # events: log-radiance changes between sub-steps (contrast threshold, per-pixel mismatch);
+    # the illumination only scales radiance, so the log changes are the same in glare, shadow
+    # and normal light (down to the photoreceptor floor)
     thr = cfg.contrast_threshold * (1 + 0.05 * rng.standard_normal((h, w)))
-    ref = None
+    dt_us = cfg.window_us / cfg.substeps
+    alb0, _, _ = _render(scene, h, w, 0.0, ego)
+    ref = _log_luminance(alb0, illum, cfg.event_floor)
     xs, ys, ts, ps = [], [], [], []
-    for k in range(cfg.substeps + 1):
-        frac = k / cfg.substeps
-        alb, _, _ = _render(scene, h, w, frac, ego)
-        logl = np.log(alb.mean(-1) * illum + 1e-4)
-        if ref is None:
-            ref = logl
-            continue
-        d = logl - ref
+    for k in range(1, cfg.substeps + 1):
+        alb, _, _ = _render(scene, h, w, k / cfg.substeps, ego)
+        d = _log_luminance(alb, illum, cfg.event_floor) - ref
         n = np.floor(np.abs(d) / thr).astype(np.int64)
         yy, xx = np.nonzero(n)
-        for y, x in zip(yy, xx, strict=True):
-            cnt = int(min(n[y, x], 4))
-            xs.extend([x] * cnt)
-            ys.extend([y] * cnt)
-            t_lo = (k - 1) / cfg.substeps * cfg.window_us
-            ts.extend(rng.uniform(t_lo, t_lo + cfg.window_us / cfg.substeps, cnt).tolist())
-            ps.extend([int(d[y, x] > 0)] * cnt)
+        cnt = np.minimum(n[yy, xx], 4)
+        xs.append(np.repeat(xx, cnt))
+        ys.append(np.repeat(yy, cnt))
+        ts.append(rng.uniform((k - 1) * dt_us, k * dt_us, int(cnt.sum())))
+        ps.append(np.repeat(d[yy, xx] > 0, cnt))
         ref = np.where(n > 0, ref + np.sign(d) * n * thr, ref)
     n_noise = rng.poisson(cfg.noise_events_per_px * h * w * (3 if night else 1))
-    xs.extend(rng.integers(0, w, n_noise).tolist())
-    ys.extend(rng.integers(0, h, n_noise).tolist())
-    ts.extend(rng.uniform(0, cfg.window_us, n_noise).tolist())
-    ps.extend(rng.integers(0, 2, n_noise).tolist())
-    order = np.argsort(np.asarray(ts), kind="stable")
-    ev = (np.asarray(xs, np.uint16)[order], np.asarray(ys, np.uint16)[order],
-          np.asarray(ts, np.float64)[order].astype(np.int64), np.asarray(ps, np.uint8)[order])
+    xs.append(rng.integers(0, w, n_noise))
+    ys.append(rng.integers(0, h, n_noise))
+    ts.append(rng.uniform(0, cfg.window_us, n_noise))
+    ps.append(rng.integers(0, 2, n_noise).astype(bool))
+    t_all = np.concatenate(ts)
+    order = np.argsort(t_all, kind="stable")
+    ev = (np.concatenate(xs).astype(np.uint16)[order], np.concatenate(ys).astype(np.uint16)[order],
+          t_all[order].astype(np.int64), np.concatenate(ps).astype(np.uint8)[order])
     return image, label, masks, ev
 
 
