@@ -17,25 +17,12 @@ from pathlib import Path
 
 
 def ground_truth_calibration(geometry, path: Path) -> Path:
-    """calib.yaml from a `RigGeometry` (the simulator's truth), homography at infinity."""
-    from calibration.io import Calibration, save_calibration
-    from calibration.mono import MonoResult
-    from calibration.relation import homography_relation
+    """calib.yaml from a `RigGeometry` (the simulator's truth): what a perfect calibration gives,
+    with the homography's plane at the default depth (1/Z0 midway between 1 m and 10 m)."""
+    from calibration.accuracy import calibration_from_geometry
+    from calibration.io import save_calibration
 
-    def mono(cam) -> MonoResult:
-        import numpy as np
-
-        return MonoResult(cam.K, cam.dist, cam.size, 0.0, [], np.zeros(0), [], [])
-
-    rel = homography_relation(mono(geometry.frame), mono(geometry.event), geometry.R_ev_fr,
-                              geometry.T_ev_fr_m, float("inf"), "ground truth of the simulated rig")
-    calib = Calibration(geometry.frame.K, geometry.frame.dist, geometry.frame.size,
-                        geometry.event.K, geometry.event.dist, geometry.event.size,
-                        geometry.R_ev_fr, geometry.T_ev_fr_m, "homography", rel.H,
-                        rel.output_size, rel.valid_roi, 0.0, 0.0, 0.0,
-                        K_aligned=rel.K_aligned, plane_depth_m=float("inf"),
-                        info={"source": "simulator ground truth (dataset.demo)"})
-    save_calibration(calib, path)
+    save_calibration(calibration_from_geometry(geometry), path)
     return path
 
 
