@@ -1,0 +1,116 @@
+"""The simulator's ground truth folder (`ground_truth/` of a session, see docs/session-format.md).
+
+rig.json and scenario.json are written at once (atomically); triggers.csv and labels.h5 grow
+while the simulation runs and are flushed as they go, so an interrupted recording keeps them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from rig.sim.optics import RigGeometry
+
+TRIGGERS_HEADER = "pulse_index,t_true_us,t_event_clock_us,t_frame_clock_ns,frame_delivered,incomplete\n"
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+class GroundTruthWriter:
+    """Writes `ground_truth/` for one recording."""
+
+    def __init__(self, gt_dir: str | os.PathLike[str], geometry: RigGeometry,
+                 scenario: dict[str, Any]) -> None:
+        self.dir = Path(gt_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        _write_json_atomic(self.dir / "rig.json", geometry.to_dict())
+        _write_json_atomic(self.dir / "scenario.json", scenario)
+        self._csv = open(self.dir / "triggers.csv", "w")  # noqa: SIM115 (closed in close())
+        self._csv.write(TRIGGERS_HEADER)
+        self._csv.flush()
+        self._rows: dict[int, str] = {}
+        self._next_row = 0
+        fw, fh = geometry.frame.size
+        ew, eh = geometry.event.size
+        self._h5 = h5py.File(self.dir / "labels.h5", "w")
+        h5 = self._h5
+        h5.create_dataset("labels", (0, fh, fw), np.uint8, maxshape=(None, fh, fw),
+                          chunks=(1, fh, fw), compression="lzf")
+        h5.create_dataset("instances", (0, fh, fw), np.uint16, maxshape=(None, fh, fw),
+                          chunks=(1, fh, fw), compression="lzf")
+        h5.create_dataset("depth_event_m", (0, eh, ew), np.float16, maxshape=(None, eh, ew),
+                          chunks=(1, eh, ew), compression="lzf")
+        h5.create_dataset("pulse_index", (0,), np.int64, maxshape=(None,), chunks=(1024,))
+        h5.create_dataset("t_mid_true_us", (0,), np.float64, maxshape=(None,), chunks=(1024,))
+        h5.attrs["label_set"] = "cityscapes-19 train ids, 255 = ignore"
+        h5.attrs["view"] = "frame camera (distorted), at mid-exposure"
+        self.frames = 0
+
+    def restart_pulses(self) -> None:
+        """The MCU counts pulses from 0 again (a new START)."""
+        with self._lock:
+            self._flush_rows(force=True)
+            self._next_row = 0
+
+    def pulse(self, index: int, t_true_us: int, t_event_us: int, t_frame_ns: int,
+              delivered: bool, incomplete: bool) -> None:
+        """Record the fate of one pulse (rows are written in pulse order)."""
+        with self._lock:
+            if self._csv is None:
+                return
+            self._rows[index] = (f"{index},{t_true_us},{t_event_us},{t_frame_ns},"
+                                 f"{int(delivered)},{int(incomplete)}\n")
+            self._flush_rows()
+
+    def _flush_rows(self, force: bool = False) -> None:
+        wrote = False
+        while self._next_row in self._rows:
+            self._csv.write(self._rows.pop(self._next_row))
+            self._next_row += 1
+            wrote = True
+        if force and self._rows:
+            for k in sorted(self._rows):
+                self._csv.write(self._rows[k])
+            self._rows.clear()
+            wrote = True
+        if wrote:
+            self._csv.flush()
+
+    def frame(self, pulse_index: int, t_mid_us: float, labels: np.ndarray, instances: np.ndarray,
+              depth_event_m: np.ndarray) -> None:
+        with self._lock:
+            if self._h5 is None:
+                return
+            n = self.frames
+            h5 = self._h5
+            for name, value in (("labels", labels), ("instances", instances),
+                                ("depth_event_m", depth_event_m.astype(np.float16)),
+                                ("pulse_index", pulse_index), ("t_mid_true_us", t_mid_us)):
+                ds = h5[name]
+                ds.resize(n + 1, axis=0)
+                ds[n] = value
+            self.frames = n + 1
+            h5.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._csv is not None:
+                self._flush_rows(force=True)
+                self._csv.close()
+                self._csv = None
+            if self._h5 is not None:
+                self._h5.close()
+                self._h5 = None
