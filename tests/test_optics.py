@@ -47,7 +47,8 @@ def test_pixel_rays_hit_their_pixel() -> None:
 
 def test_correspondence_round_trip_and_pose_convention(rig: RigGeometry) -> None:
     rng = np.random.default_rng(1)
-    pts_fr = np.column_stack([rng.uniform(-0.5, 0.5, 200), rng.uniform(-0.3, 0.3, 200), rng.uniform(1, 10, 200)])
+    pts_fr = np.column_stack([rng.uniform(-0.5, 0.5, 200), rng.uniform(-0.3, 0.3, 200),
+                              rng.uniform(1, 10, 200)])
     pts_ev = pts_fr @ rig.R_ev_fr.T + rig.T_ev_fr_m
     ev_px, fr_px = rig.event.project(pts_ev), rig.frame.project(pts_fr)
     np.testing.assert_allclose(rig.event_to_frame_pixels(ev_px, pts_ev[:, 2]), fr_px, atol=1e-6)
