@@ -199,7 +199,7 @@ def session_views(session_dir: str | Path, *, blink_hz: float | None = None,
 
 
 # ---- a live rig ---------------------------------------------------------------------------------
-def record_calibration(out_dir: Path, *, sim: bool, n_views: int = 20, seed: int = 0,
+def record_calibration(out_dir: Path, *, sim: bool, n_views: int = 40, seed: int = 0,
                        rate_hz: float = 20.0, blink_hz: float = DEFAULT_SIM_BLINK_HZ,
                        duration_s: float | None = None, full_res: bool = False,
                        rig_config: Path | None = None, show_status: bool = False,

@@ -11,6 +11,9 @@ shifted or cropped coordinates can be passed as they are.
 - `voxel_grid`: B temporal bins; each event adds its polarity (+1/-1) to the two nearest bins with
   bilinear weights in time (Zhu et al. 2019).
 - `normalize_event_frame`, `normalize_voxel_grid`: scale a representation for a network input.
+  Each is split into "statistics of the whole grid" (`event_frame_scale`, `voxel_grid_stats`) and
+  "apply them" (`apply_event_frame_scale`, `apply_voxel_grid_stats`), so a training loader can
+  take the statistics on the full frame and scale only its crop, with the same values.
 """
 
 from __future__ import annotations
@@ -100,6 +103,29 @@ def event_frame(
     return out
 
 
+def event_frame_with_scale(
+    x: np.ndarray,
+    y: np.ndarray,
+    t_us: np.ndarray,
+    p: np.ndarray,
+    shape_hw: tuple[int, int],
+    t0_us: float | None = None,
+    t1_us: float | None = None,
+    percentile: float = 99.0,
+) -> tuple[np.ndarray, float]:
+    """`event_frame(...)` and its `event_frame_scale(frame, percentile)`, for a loader that
+    scales only a crop; the counts are known to be integers <= the event count, so their
+    histogram is one unchecked pass."""
+    x, y, t, p = _prepare(x, y, t_us, p)
+    t0, t1 = _window(t, t0_us, t1_us)
+    height, width = int(shape_hw[0]), int(shape_hw[1])
+    out = np.zeros((3, height, width), np.float32)
+    _event_frame_kernel(x, y, t, p, height, width, t0, t1, out)
+    hist = np.zeros(x.shape[0] + 1, np.int64)
+    _count_histogram(out[:2].reshape(-1), hist)
+    return out, _scale_from_histogram(hist, percentile)
+
+
 def voxel_grid(
     x: np.ndarray,
     y: np.ndarray,
@@ -130,6 +156,79 @@ def voxel_grid(
     return out
 
 
+@numba.njit(cache=True)
+def _integer_histogram(values):  # pragma: no cover - numba
+    """Histogram of non-negative integer values; empty when any value is not one (fallback)."""
+    vmax = 0.0
+    for v in values:
+        if not (v >= 0.0 and v <= 16777216.0 and v == np.floor(v)):  # NaN fails too
+            return np.zeros(0, np.int64)
+        if v > vmax:
+            vmax = v
+    hist = np.zeros(int(vmax) + 1, np.int64)
+    for v in values:
+        hist[int(v)] += 1
+    return hist
+
+
+@numba.njit(cache=True)
+def _count_histogram(counts, hist):  # pragma: no cover - numba
+    """hist[c] += 1 for every non-zero count c (hist[0] stays 0; counts known to be integers)."""
+    for v in counts:
+        if v != 0.0:
+            hist[int(v)] += 1
+
+
+@numba.njit(cache=True)
+def _nonzero_values(flat):  # pragma: no cover - numba
+    """The non-zero entries of a 1-D float32 array in order (what `a[a != 0]` returns)."""
+    n = 0
+    for v in flat:
+        if v != 0:
+            n += 1
+    out = np.empty(n, np.float32)
+    k = 0
+    for v in flat:
+        if v != 0:
+            out[k] = v
+            k += 1
+    return out
+
+
+def _scale_from_histogram(hist: np.ndarray, percentile: float) -> float:
+    """The joint percentile of the positive counts described by `hist` (hist[c] = how many
+    count-channel pixels hold c), at least 1, exactly as `np.percentile` gives it on the values.
+
+    Expanding the histogram gives the sorted positive values, so `np.percentile` itself does the
+    interpolation (no re-implementation of its rounding), on an already sorted array.
+    """
+    active = np.repeat(np.arange(1, hist.size, dtype=np.float32), hist[1:])
+    return max(float(np.percentile(active, percentile)), 1.0) if active.size else 1.0
+
+
+def event_frame_scale(frame: np.ndarray, percentile: float = 99.0) -> float:
+    """The count scale `normalize_event_frame` divides by: the joint `percentile` of the two
+    count channels over pixels with events, at least 1.
+
+    Counts are integers, so the percentile is taken from their histogram (one pass, no sort);
+    expanding the histogram back to the sorted positive values lets `np.percentile` give the
+    exact value it gives on the frame. Non-integer input falls back to `np.percentile` directly.
+    """
+    counts = np.ascontiguousarray(frame[:2], dtype=np.float32).reshape(-1)
+    hist = _integer_histogram(counts)
+    if hist.size == 0:
+        active = counts[counts > 0]
+        return max(float(np.percentile(active, percentile)), 1.0) if active.size else 1.0
+    return _scale_from_histogram(hist, percentile)
+
+
+def apply_event_frame_scale(frame: np.ndarray, scale: float) -> np.ndarray:
+    """Divide the count channels by `scale` and clip to [0, 1], in place; returns `frame`."""
+    counts = frame[:2]
+    np.clip(counts / scale, 0.0, 1.0, out=counts)
+    return frame
+
+
 def normalize_event_frame(frame: np.ndarray, percentile: float = 99.0) -> np.ndarray:
     """Scale the two count channels to [0, 1] by their joint `percentile` over active pixels.
 
@@ -137,19 +236,28 @@ def normalize_event_frame(frame: np.ndarray, percentile: float = 99.0) -> np.nda
     input range stable between day and night. The time channel is already in [0, 1].
     """
     out = frame.astype(np.float32, copy=True)
-    counts = out[:2]
-    active = counts[counts > 0]
-    scale = max(float(np.percentile(active, percentile)), 1.0) if active.size else 1.0
-    np.clip(counts / scale, 0.0, 1.0, out=counts)
-    return out
+    return apply_event_frame_scale(out, event_frame_scale(out, percentile))
+
+
+def voxel_grid_stats(grid: np.ndarray) -> tuple[float, float] | None:
+    """(mean, std) over the non-zero voxels that `normalize_voxel_grid` uses, std replaced by 1
+    when it is ~0; None when there are fewer than two non-zero voxels (no normalisation)."""
+    vals = _nonzero_values(np.ascontiguousarray(grid, dtype=np.float32).reshape(-1))
+    if vals.size <= 1:
+        return None
+    std = float(vals.std())
+    return float(vals.mean()), (std if std > 1e-6 else 1.0)
+
+
+def apply_voxel_grid_stats(grid: np.ndarray, stats: tuple[float, float] | None) -> np.ndarray:
+    """(v - mean) / std on the non-zero voxels of `grid`, in place; zeros stay zero."""
+    if stats is not None:
+        nz = grid != 0
+        grid[nz] = (grid[nz] - stats[0]) / stats[1]
+    return grid
 
 
 def normalize_voxel_grid(grid: np.ndarray) -> np.ndarray:
     """Zero-mean, unit-std over non-zero voxels (the E-RAFT/DSEC convention); zeros stay zero."""
     out = grid.astype(np.float32, copy=True)
-    nz = out != 0
-    if nz.sum() > 1:
-        vals = out[nz]
-        std = float(vals.std())
-        out[nz] = (vals - float(vals.mean())) / (std if std > 1e-6 else 1.0)
-    return out
+    return apply_voxel_grid_stats(out, voxel_grid_stats(out))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dataset.reader import RPEADataset
+from dataset.reader import RPEADataset, widen_batch
 from model.enhance import exposure_map, get_enhancer, gradient_intensity_map
 from model.masks import get_provider
 
@@ -66,10 +66,13 @@ def make_dataset(cfg: dict, root: str | Path, split: str, train: bool,
     need_masks = train and two and bool(m["hfca"])
     need_gim = train and two and bool(m["jbcd"])
     crop = tuple(d["crop"]) if (train and d.get("crop")) else None
+    # masks are read only where the loss uses the stored ones; label/masks stay in the file's
+    # narrow dtypes across the worker boundary and `to_device` widens them (loader throughput)
     return RPEADataset(
         root, split, representation=d["representation"], bins=d["bins"], crop_hw=crop,
         hflip=train and bool(d["hflip"]), misalign_px=misalign_px,
-        transform=TrainTransform(cfg, need_masks, need_gim), seed=int(cfg["train"]["seed"]))
+        transform=TrainTransform(cfg, need_masks, need_gim), seed=int(cfg["train"]["seed"]),
+        with_masks=need_masks and d["masks"] in ("masks", "auto"), compact=True)
 
 
 def collate(samples: list[dict]) -> dict[str, Any]:
@@ -78,6 +81,10 @@ def collate(samples: list[dict]) -> dict[str, Any]:
     for k in samples[0]:
         vals = [s[k] for s in samples]
         if isinstance(vals[0], torch.Tensor):
+            dtypes = {v.dtype for v in vals}
+            if len(dtypes) > 1:  # stored (uint16) and computed (int64) masks in one batch
+                floating = any(d.is_floating_point for d in dtypes)
+                vals = [v.to(torch.float32 if floating else torch.int64) for v in vals]
             out[k] = torch.stack(vals)
         elif isinstance(vals[0], (int, np.integer)):
             out[k] = torch.tensor(vals)
@@ -87,5 +94,6 @@ def collate(samples: list[dict]) -> dict[str, Any]:
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
-            for k, v in batch.items()}
+    """Tensors moved to `device`; compact `label`/`masks` widened to int64 there."""
+    return widen_batch({k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+                        for k, v in batch.items()})

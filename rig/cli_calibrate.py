@@ -40,7 +40,7 @@ import click
 @click.option("--blink-hz", type=float, default=None,
               help="Blink frequency of the board [default: from the session, else estimated "
                    "from the events; 5 for --show-pattern].")
-@click.option("--views", "n_views", type=int, default=20, show_default=True,
+@click.option("--views", "n_views", type=int, default=40, show_default=True,
               help="(--sim) board poses to record.")
 @click.option("--duration", "duration_s", type=float, default=None,
               help="(--hardware) seconds to record [default 60].")

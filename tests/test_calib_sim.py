@@ -1,4 +1,4 @@
-"""End to end on the simulated rig: record a blinking-checkerboard session once (20 poses),
+"""End to end on the simulated rig: record a blinking-checkerboard session once (40 poses),
 calibrate it through `rig calibrate`, and measure against the simulator's ground truth."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from calibration.io import load_calibration
 from rig.cli import main as rig_main
 from rig.session import SessionReader
 
-N_POSES = 20
+N_POSES = 40
 
 
 @pytest.fixture(scope="session")

@@ -149,3 +149,19 @@ def test_ddp_two_gloo_processes(data, tmp_path):
     with torch.no_grad():
         start = float(sum(p.double().sum() for p in build_net(init, 3).parameters()))
     assert a != start  # and they did train
+
+
+def test_loader_is_compact_and_batches_widen(data):
+    """The trainer's dataset sends uint8 labels across workers; `to_device` widens them, and
+    stored (uint16) and computed (int64) masks batch together."""
+    from model.data import collate, make_dataset, to_device
+
+    cfg = resolve(None, TINY)
+    ds = make_dataset(cfg, data, "train", train=True)
+    s = ds[0]
+    assert s["label"].dtype == torch.uint8
+    batch = to_device(collate([ds[0], ds[1]]), torch.device("cpu"))
+    assert batch["label"].dtype == torch.int64 and batch["label"].shape[0] == 2
+    mixed = collate([{"masks": torch.zeros(2, 2, dtype=torch.uint16)},
+                     {"masks": torch.full((2, 2), 70000, dtype=torch.int64)}])
+    assert mixed["masks"].dtype == torch.int64 and int(mixed["masks"].max()) == 70000

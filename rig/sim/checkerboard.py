@@ -38,7 +38,7 @@ class CheckerboardParams:
     duty: float = 0.5  # fraction of each blink period the pattern is lit (centred in the period)
     blink_phase_s: float = 0.0  # start of the first period
     hold_periods: int = 1  # blink periods per pose; the board moves in the dark mid-off time
-    n_poses: int = 24  # poses cycle after this many
+    n_poses: int = 64  # poses cycle after this many
     distance_m: tuple[float, float] = (0.42, 0.85)  # board centre distance from the frame camera
     max_tilt_deg: float = 35.0
     max_roll_deg: float = 20.0

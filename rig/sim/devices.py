@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import queue
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -126,6 +127,12 @@ class SimEventCamera:
             self._path = os.fspath(raw_path)
             self._writer = EVT3Writer(self._path, self.width, self.height,
                                       header_extra=self.rig.raw_header_extra())
+            # encoding runs on its own thread, overlapping the simulation (order is kept)
+            self._queue = queue.Queue(maxsize=32)
+            self._write_error = None
+            self._write_thread = threading.Thread(target=self._write_loop, args=(self._writer,),
+                                                  name="sim-evt3-writer", daemon=True)
+            self._write_thread.start()
             self._events_total = 0
             self._triggers_total = 0
             self._rate_window.clear()
@@ -139,10 +146,26 @@ class SimEventCamera:
         self.rig._flush_events(final=True)
         with self._lock:
             if self._writer is not None:
+                self._queue.put(None)
+                self._write_thread.join()
                 self._writer.flush()
                 self._bytes_closed = self._writer.bytes_written
                 self._writer.close()
                 self._writer = None
+                if self._write_error is not None:
+                    raise DeviceError(f"simulated event camera: writing {self._path} failed: "
+                                      f"{self._write_error}")
+
+    def _write_loop(self, writer) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                if self._write_error is None:
+                    writer.write(*item)
+            except Exception as exc:  # reported by stop_recording
+                self._write_error = exc
 
     @property
     def recording(self) -> bool:
@@ -165,7 +188,7 @@ class SimEventCamera:
             if self._writer is None:
                 return
             if len(events) or len(triggers):
-                self._writer.write(events, triggers)
+                self._queue.put((events, triggers))
             self._events_total += len(events)
             self._triggers_total += len(triggers)
             self._rate_window.append((t_sim_s, len(events)))

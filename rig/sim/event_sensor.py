@@ -66,7 +66,7 @@ class EventSensorParams:
         return max(0.0, self.latency_us - 4.0 * self.jitter_us)
 
 
-@nb.njit(cache=True, fastmath=True, error_model="numpy", parallel=True)
+@nb.njit(cache=True, fastmath=True, error_model="numpy", parallel=True, nogil=True)
 def _step_kernel(lum: np.ndarray, tile_t0: np.ndarray, tile_mask: np.ndarray, ntx: int,
                  t1_us: float, lp: np.ndarray, ref: np.ndarray,
                  last_t: np.ndarray, c_on: np.ndarray, c_off: np.ndarray, hazard: np.ndarray,

@@ -61,7 +61,7 @@ def _electrons(key: np.uint64, lam: float, full_well: float, read_noise: float) 
     return e + read_noise * R.normal_fast(key, 7)
 
 
-@nb.njit(cache=True, fastmath=True, error_model="numpy", parallel=True)
+@nb.njit(cache=True, fastmath=True, error_model="numpy", parallel=True, nogil=True)
 def _expose_kernel(acc: np.ndarray, scale_e: float, dark_e: float, full_well: float,
                    read_noise: float, dn_per_e: float, adc_max: int, lut: np.ndarray,
                    mode: int, seed: np.uint64, out: np.ndarray) -> None:

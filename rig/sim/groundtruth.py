@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import threading
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ class GroundTruthWriter:
         h5.attrs["label_set"] = "cityscapes-19 train ids, 255 = ignore"
         h5.attrs["view"] = "frame camera (distorted), at mid-exposure"
         self.frames = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def restart_pulses(self) -> None:
         """The MCU counts pulses from 0 again (a new START)."""
@@ -91,6 +95,23 @@ class GroundTruthWriter:
 
     def frame(self, pulse_index: int, t_mid_us: float, labels: np.ndarray, instances: np.ndarray,
               depth_event_m: np.ndarray) -> None:
+        """Queue one frame's labels (written in order by a background thread, so the
+        compression does not hold up the simulation)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._frame_loop, name="sim-gt-writer",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put((pulse_index, t_mid_us, labels, instances, depth_event_m))
+
+    def _frame_loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._write_frame(*item)
+            except Exception as exc:  # reported by close()
+                self._error = exc
+
+    def _write_frame(self, pulse_index: int, t_mid_us: float, labels: np.ndarray,
+                     instances: np.ndarray, depth_event_m: np.ndarray) -> None:
         with self._lock:
             if self._h5 is None:
                 return
@@ -106,6 +127,10 @@ class GroundTruthWriter:
             h5.flush()
 
     def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
         with self._lock:
             if self._csv is not None:
                 self._flush_rows(force=True)
@@ -114,3 +139,5 @@ class GroundTruthWriter:
             if self._h5 is not None:
                 self._h5.close()
                 self._h5 = None
+        if self._error is not None:
+            raise RuntimeError(f"writing {self.dir / 'labels.h5'} failed: {self._error}")

@@ -51,7 +51,7 @@ BT_BUILDING, BT_VEG, BT_WALL, BT_FENCE = 0, 1, 2, 3
 H_SKY, H_GROUND, H_FACADE, H_TUNNEL_WALL, H_TUNNEL_CEIL, H_OBJ = range(6)
 
 _jit = nb.njit(cache=True, fastmath=True, error_model="numpy")
-_kernel = nb.njit(cache=True, fastmath=True, error_model="numpy", parallel=True)
+_kernel = nb.njit(cache=True, fastmath=True, error_model="numpy", parallel=True, nogil=True)
 _serial = nb.njit(cache=True, fastmath=True, error_model="numpy")
 
 

@@ -9,14 +9,8 @@ whatever the number of threads.
 from __future__ import annotations
 
 import math
-import os
 
-# Numba's OpenMP workers spin between parallel regions by default; the simulator runs thousands
-# of short regions per second on a shared 2-core machine, where spinning steals the CPU from the
-# recorder's writer threads. Passive waiting costs nothing measurable here.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba as nb  # noqa: E402
+import numba as nb
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
