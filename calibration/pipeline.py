@@ -86,7 +86,9 @@ def detect_views(views: Iterable[tuple[int, str, np.ndarray | None, np.ndarray |
     complete pair is kept (a recording holds each pose for several triggers)."""
     vs = ViewSet(tuple(frame_size), tuple(event_size))
     last_pair: np.ndarray | None = None
-    bar = tqdm(views, total=total, desc="detecting boards", unit="view", disable=not progress)
+    # disable=None: no bar when stderr is not a terminal (logs, CI)
+    bar = tqdm(views, total=total, desc="detecting boards", unit="view",
+               disable=None if progress else True)
     for vid, label, fgray, eimg in bar:
         vs.labels[vid] = label
         fd = detect_corners(fgray, board) if fgray is not None else None

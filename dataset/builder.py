@@ -622,7 +622,8 @@ def build(split: str, sessions: list[Path], opts: BuildOptions,
     failed: list[tuple[str, str]] = []
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), unit="seq", desc=f"rpea build {split}", disable=not opts.progress)
+    bar = tqdm(total=len(todo), unit="seq", desc=f"rpea build {split}",
+               disable=None if opts.progress else True)  # None: no bar off a terminal
     if opts.workers <= 1 or len(todo) == 1:
         for p in todo:
             _run_one(p, opts, entries, failed, log)

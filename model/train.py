@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,8 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
     use_hfca, use_jbcd = net.cfg.hfca, net.cfg.jbcd
     stop = False
     bar = tqdm(total=total_steps, initial=state["global_step"], disable=not (main and progress),
-               desc="train", dynamic_ncols=True)
+               desc="train", dynamic_ncols=True,
+               mininterval=0.1 if sys.stderr.isatty() else 30.0)  # a log file gets a line per 30 s
     while state["epoch"] < epochs and not stop:
         epoch = state["epoch"]
         train_ds.set_epoch(epoch)

@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 
 step() { printf '\n=== %s\n' "$*"; }
 
-step "1/5 record two simulated driving sessions (day, night) and a checkerboard session"
+step "1/5 record three simulated driving sessions (day, night, day)"
 $BIN/rig record --sim --quiet --duration "$SECONDS_PER_SESSION" --scenario day --seed 1 --out "$OUT/sessions/day_01"
 $BIN/rig record --sim --quiet --duration "$SECONDS_PER_SESSION" --scenario night --seed 2 --out "$OUT/sessions/night_01"
 $BIN/rig record --sim --quiet --duration "$SECONDS_PER_SESSION" --scenario day --seed 3 --out "$OUT/sessions/day_02"
