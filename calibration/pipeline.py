@@ -113,7 +113,7 @@ def detect_views(views: Iterable[tuple[int, str, np.ndarray | None, np.ndarray |
             last_pair = fd.corners
             if len(vs.images) < keep_images:
                 vs.images[vid] = (fgray, eimg)
-        bar.set_postfix(pairs=len(vs.pair_ids))
+        bar.set_postfix(pairs=len(vs.pair_ids), refresh=False)
     return vs
 
 

@@ -158,7 +158,8 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
             state["step_in_epoch"] += 1
             bar.update(1)
             if main:
-                bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items() if k != "total"})
+                bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items() if k != "total"},
+                                refresh=False)
                 if state["global_step"] % int(t["log_every"]) == 0:
                     if writer is not None:
                         for k, v in parts.items():
