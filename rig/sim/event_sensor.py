@@ -25,6 +25,7 @@ import numba as nb
 import numpy as np
 
 from rig.sim import rng as R
+from rig.sim.parallel import row_stride
 
 TILE = 16  # pixels per tile side (the renderer's tiling): tiles are sampled at their own pace
 
@@ -88,7 +89,9 @@ def _step_kernel(lum: np.ndarray, tile_t0: np.ndarray, tile_mask: np.ndarray, nt
     eps = prm[11]
     cap = out_t.shape[1]
     two_pi = 6.283185307179586
-    for y in nb.prange(H):
+    stride = row_stride(H)  # balanced rows per thread
+    for j in nb.prange(H):
+        y = (j * stride) % H
         n = 0
         trow = (y // TILE) * ntx
         for x in range(W):

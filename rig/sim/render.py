@@ -20,6 +20,8 @@ import math
 import numba as nb
 import numpy as np
 
+from rig.sim.parallel import row_stride
+
 TILE = 16
 MAX_PER_TILE = 48
 INF = np.inf
@@ -540,7 +542,9 @@ def render_kernel(rays: np.ndarray, R: np.ndarray, C: np.ndarray, prm: np.ndarra
     cz = C[2]
     ncell = blk_cell.shape[1]
     pix = prm[PIX_ANGLE]
-    for yy in nb.prange(H):
+    stride = row_stride(H)  # balanced rows per thread (rig.sim.parallel)
+    for j in nb.prange(H):
+        yy = (j * stride) % H
         trow = (yy // TILE) * ntx
         for xx in range(W):
             if tile_mask[trow + xx // TILE] == 0:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rig.devices import Frame
+from rig.sim.bookkeeping import raise_by_boxes, split_sort_events
 from rig.sim.devices import SimEventCamera, SimFrameCamera, SimTrigger
 from rig.sim.event_sensor import EventSensor, EventSensorParams
 from rig.sim.frame_sensor import FrameSensor, FrameSensorParams
@@ -176,7 +177,9 @@ class SimRig:
         ys = np.minimum(np.arange(es.nty) * TILE + TILE // 2, geometry.event.height - 1)
         xs = np.minimum(np.arange(es.ntx) * TILE + TILE // 2, geometry.event.width - 1)
         self._tile_rays = np.ascontiguousarray(self.rays_event[ys][:, xs])
-        self._tile_bounds = tile_ray_bounds(self.rays_event, es.ntx, es.nty)
+        self._tile_bounds = np.ascontiguousarray(tile_ray_bounds(self.rays_event, es.ntx, es.nty),
+                                                 dtype=np.float64)
+        self._fov: tuple[float, float] | None = None
         self._tile_dt = np.full(es.ntx * es.nty, float(config.tile_dt_max_us))
         self._lum_buf = np.zeros((geometry.event.height, geometry.event.width), np.float32)
         self.frame_sensor = FrameSensor(self.frame_params, config.seed)
@@ -438,18 +441,19 @@ class SimRig:
         f = np.pad(flow.reshape(nty, ntx), 1, mode="edge")
         v = np.max([f[dy:dy + nty, dx:dx + ntx] for dy in range(3) for dx in range(3)], axis=0)
         v = v.reshape(-1)
-        fov = (float(np.abs(self.rays_event[..., 0]).max()) * 1.05,
-               float(np.abs(self.rays_event[..., 1]).max()) * 1.05)
+        if self._fov is None:  # half-extent of the event camera's view (normalised), constant
+            self._fov = (float(np.abs(self.rays_event[..., 0]).max()) * 1.05,
+                         float(np.abs(self.rays_event[..., 1]).max()) * 1.05)
+        fov = self._fov
         if hasattr(self.scene, "object_image_motion"):
-            tb = self._tile_bounds
+            v = np.ascontiguousarray(v, dtype=np.float64)
             for ta in (t_us, t_us + 15_000.0):
                 poses = (self.event_pose(ta), self.event_pose(ta + d_us))
                 speed, box = self.scene.object_image_motion(poses, ta * 1e-6, (ta + d_us) * 1e-6,
                                                             self.fx_event, fov)
                 if len(speed):
-                    over = ((box[:, None, 1] >= tb[None, :, 0]) & (box[:, None, 0] <= tb[None, :, 1])
-                            & (box[:, None, 3] >= tb[None, :, 2]) & (box[:, None, 2] <= tb[None, :, 3]))
-                    v = np.maximum(v, (over * speed[:, None]).max(axis=0))
+                    raise_by_boxes(v, np.ascontiguousarray(box, dtype=np.float64),
+                                   np.ascontiguousarray(speed, dtype=np.float64), self._tile_bounds)
         elif hasattr(self.scene, "max_image_speed_px_s"):
             poses = (self.event_pose(t_us), self.event_pose(t_us + d_us))
             v = v + self.scene.max_image_speed_px_s(poses, t_us * 1e-6, (t_us + d_us) * 1e-6,
@@ -657,25 +661,23 @@ class SimRig:
             sensor_t = self.event_sensor.oldest_t_us if self.event_sensor.t_us is not None else 0.0
             wm = np.inf if final else min(float(self.t_us), sensor_t)
             if self._pend_t:
-                t = np.concatenate(self._pend_t)
-                x = np.concatenate(self._pend_x)
-                y = np.concatenate(self._pend_y)
-                p = np.concatenate(self._pend_p)
+                t = np.concatenate(self._pend_t).astype(np.float64, copy=False)
+                x = np.concatenate(self._pend_x).astype(np.uint16, copy=False)
+                y = np.concatenate(self._pend_y).astype(np.uint16, copy=False)
+                p = np.concatenate(self._pend_p).astype(np.uint8, copy=False)
             else:
                 t = np.empty(0)
                 x = y = np.empty(0, np.uint16)
                 p = np.empty(0, np.uint8)
-            sel = t < wm
-            keep = ~sel
-            self._pend_t, self._pend_x = [t[keep]], [x[keep]]
-            self._pend_y, self._pend_p = [y[keep]], [p[keep]]
-            tdev = self.event_clock.us(t[sel])
-            order = np.argsort(tdev, kind="stable")
-            ev = np.empty(len(order), EVENT_DTYPE)
-            ev["t"] = tdev[order]
-            ev["x"] = x[sel][order]
-            ev["y"] = y[sel][order]
-            ev["p"] = p[sel][order]
+            clock = self.event_clock
+            td, sx, sy, sp, kt, kx, ky, kp = split_sort_events(
+                t, x, y, p, float(wm), float(clock.offset_us), 1.0 + clock.drift_ppm * 1e-6)
+            self._pend_t, self._pend_x, self._pend_y, self._pend_p = [kt], [kx], [ky], [kp]
+            ev = np.empty(len(td), EVENT_DTYPE)
+            ev["t"] = td
+            ev["x"] = sx
+            ev["y"] = sy
+            ev["p"] = sp
             trs = sorted((tr for tr in self._pend_tr if tr[0] < wm), key=lambda r: r[0])
             self._pend_tr = [tr for tr in self._pend_tr if tr[0] >= wm]
             trig = np.empty(len(trs), TRIGGER_DTYPE)
