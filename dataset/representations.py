@@ -116,12 +116,8 @@ def event_frame_with_scale(
     """`event_frame(...)` and its `event_frame_scale(frame, percentile)`, for a loader that
     scales only a crop; the counts are known to be integers <= the event count, so their
     histogram is one unchecked pass."""
-    x, y, t, p = _prepare(x, y, t_us, p)
-    t0, t1 = _window(t, t0_us, t1_us)
-    height, width = int(shape_hw[0]), int(shape_hw[1])
-    out = np.zeros((3, height, width), np.float32)
-    _event_frame_kernel(x, y, t, p, height, width, t0, t1, out)
-    hist = np.zeros(x.shape[0] + 1, np.int64)
+    out = event_frame(x, y, t_us, p, shape_hw, t0_us, t1_us)
+    hist = np.zeros(len(x) + 1, np.int64)
     _count_histogram(out[:2].reshape(-1), hist)
     return out, _scale_from_histogram(hist, percentile)
 

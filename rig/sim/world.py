@@ -77,12 +77,17 @@ class DeviceClock:
     offset_us: float
     drift_ppm: float
 
+    @property
+    def rate(self) -> float:
+        """Device microseconds per true microsecond."""
+        return 1.0 + self.drift_ppm * 1e-6
+
     def us(self, t_true_us: np.ndarray | float) -> np.ndarray:
         return np.floor(self.offset_us + np.asarray(t_true_us, dtype=np.float64)
-                        * (1.0 + self.drift_ppm * 1e-6)).astype(np.int64)
+                        * self.rate).astype(np.int64)
 
     def ns(self, t_true_us: float) -> int:
-        return int(np.floor((self.offset_us + t_true_us * (1.0 + self.drift_ppm * 1e-6)) * 1000.0))
+        return int(np.floor((self.offset_us + t_true_us * self.rate) * 1000.0))
 
 
 @dataclass
@@ -179,7 +184,9 @@ class SimRig:
         self._tile_rays = np.ascontiguousarray(self.rays_event[ys][:, xs])
         self._tile_bounds = np.ascontiguousarray(tile_ray_bounds(self.rays_event, es.ntx, es.nty),
                                                  dtype=np.float64)
-        self._fov: tuple[float, float] | None = None
+        # half-extent of the event camera's view (normalised image coordinates), with a margin
+        self._fov = (float(np.abs(self.rays_event[..., 0]).max()) * 1.05,
+                     float(np.abs(self.rays_event[..., 1]).max()) * 1.05)
         self._tile_dt = np.full(es.ntx * es.nty, float(config.tile_dt_max_us))
         self._lum_buf = np.zeros((geometry.event.height, geometry.event.width), np.float32)
         self.frame_sensor = FrameSensor(self.frame_params, config.seed)
@@ -441,9 +448,6 @@ class SimRig:
         f = np.pad(flow.reshape(nty, ntx), 1, mode="edge")
         v = np.max([f[dy:dy + nty, dx:dx + ntx] for dy in range(3) for dx in range(3)], axis=0)
         v = v.reshape(-1)
-        if self._fov is None:  # half-extent of the event camera's view (normalised), constant
-            self._fov = (float(np.abs(self.rays_event[..., 0]).max()) * 1.05,
-                         float(np.abs(self.rays_event[..., 1]).max()) * 1.05)
         fov = self._fov
         if hasattr(self.scene, "object_image_motion"):
             v = np.ascontiguousarray(v, dtype=np.float64)
@@ -669,9 +673,8 @@ class SimRig:
                 t = np.empty(0)
                 x = y = np.empty(0, np.uint16)
                 p = np.empty(0, np.uint8)
-            clock = self.event_clock
-            td, sx, sy, sp, kt, kx, ky, kp = split_sort_events(
-                t, x, y, p, float(wm), float(clock.offset_us), 1.0 + clock.drift_ppm * 1e-6)
+            td, sx, sy, sp, kt, kx, ky, kp = split_sort_events(  # device time = DeviceClock.us
+                t, x, y, p, float(wm), float(self.event_clock.offset_us), self.event_clock.rate)
             self._pend_t, self._pend_x, self._pend_y, self._pend_p = [kt], [kx], [ky], [kp]
             ev = np.empty(len(td), EVENT_DTYPE)
             ev["t"] = td
