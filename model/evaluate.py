@@ -93,7 +93,8 @@ def evaluate(net, cfg: dict, root: str | Path, split: str = "val", misalign_px: 
                                          num_workers=int(cfg["data"]["num_workers"]),
                                          generator=torch.Generator().manual_seed(0))
     amp = device.type == "cuda" and cfg["train"]["amp"] in ("auto", "bf16")
-    for batch in tqdm(loader, desc=f"eval {split}", disable=not progress, leave=False):
+    for batch in tqdm(loader, desc=f"eval {split}", leave=False,
+                      disable=None if progress else True):  # None: no bar off a terminal
         batch = to_device(batch, device)
         pred = predict_logits(net, batch, amp).argmax(1).cpu().numpy()
         label = batch["label"].cpu().numpy()

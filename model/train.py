@@ -189,6 +189,8 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
             _save(run, net, optim, state)
         if world > 1:
             dist.barrier()
+        if not stop:  # a validation can use up the time budget: no new epoch after it
+            stop = _agree(time.monotonic() - started > budget_s, world)
     bar.close()
     if writer is not None:
         writer.close()

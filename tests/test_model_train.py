@@ -165,3 +165,26 @@ def test_loader_is_compact_and_batches_widen(data):
     mixed = collate([{"masks": torch.zeros(2, 2, dtype=torch.uint16)},
                      {"masks": torch.full((2, 2), 70000, dtype=torch.int64)}])
     assert mixed["masks"].dtype == torch.int64 and int(mixed["masks"].max()) == 70000
+
+
+def test_time_budget_spent_in_validation_starts_no_new_epoch(data, tmp_path, monkeypatch):
+    """A validation that uses up train.max_minutes ends the run there (no further epoch and
+    no second validation), so `make demo` keeps to its budget."""
+    import time
+
+    import model.train as mt
+
+    calls = []
+    real = mt._validate
+
+    def slow_validate(*args, **kwargs):
+        calls.append(1)
+        real(*args, **kwargs)
+        time.sleep(2.5)
+
+    monkeypatch.setattr(mt, "_validate", slow_validate)
+    cfg = resolve(None, [s for s in TINY if not s.startswith("train.max_minutes")]
+                  + ["train.max_minutes=0.03"])  # 1.8 s
+    out = train(cfg, data, tmp_path / "budget", progress=False)
+    assert len(calls) == 1
+    assert out["global_step"] <= 2  # one epoch (2 steps) at most
