@@ -1,4 +1,5 @@
 """The `devices` subcommand of `rig` with fake SDKs: lists what each backend sees, one line per
+missing SDK.
 
 Never runs Aravis discovery: the aravis backend is either left out (--backend) or its listing
 function replaced.
