@@ -150,23 +150,40 @@ def test_frame_ids_wrap_65535_to_1_without_false_gaps(cam, fake_camera):
 
 
 def test_lost_packets_give_incomplete_frames(cam, fake_camera):
+    """Half the stream packets lost: frames arrive flagged incomplete with their shape kept.
+
+    A frame can also vanish entirely (all its packets, or the ones Aravis needs to open a frame,
+    lost), as on a real lossy link: that is a `GrabTimeout`, counted, and the test goes on.
+    """
     cam.packet_resend = False
     cam.configure(SOFT)
     cam.start()
     fake_camera.set_property("gvsp-lost-ratio", 0.5)
-    flags = []
+    flags: list[bool] = []
+    lost = 0
     try:
-        for _ in range(3):
+        for _ in range(12):
             cam.software_trigger()
-            frame = cam.grab(3.0)
+            try:
+                frame = cam.grab(1.0)
+            except GrabTimeout:
+                lost += 1
+                continue
             flags.append(frame.incomplete)
             assert frame.pixels.shape == (H, W)  # shape kept, flagged
+            if sum(flags) >= 2:
+                break
     finally:
         fake_camera.set_property("gvsp-lost-ratio", 0.0)
-    assert any(flags)
+    assert any(flags), f"no incomplete frame in {len(flags)} delivered ({lost} lost)"
     assert cam.counts["incomplete"] == sum(flags)
-    cam.software_trigger()
-    good = cam.grab(3.0)
+    assert cam.counts["timeouts"] == lost
+    # Late completions of lossy frames may still be queued: the first clean frame is exact.
+    for _ in range(6):
+        cam.software_trigger()
+        good = cam.grab(3.0)
+        if not good.incomplete:
+            break
     assert not good.incomplete and np.array_equal(good.pixels, _ramp(good.frame_id))
     cam.stop()
     assert cam.info().extra["stream_stats"]["n_missing_packets"] > 0
