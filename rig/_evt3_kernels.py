@@ -302,8 +302,8 @@ def decode_words(
             low = 0
             word_counts[8] += 1
             k += 1
-    n_a = 0
-    n_x = 0
+    n_bad_x = 0
+    n_vev = 0
     n_vb = 0
     n_v12 = 0
     n_v8 = 0
@@ -311,7 +311,11 @@ def decode_words(
     n_th = 0
     tbase = (loop << 24) | (high << 12)
     t = tbase | low
-    row_ok = is_cd == 1 and y < height
+    # The row state as one number: -1 before any EVT_ADDR_Y (or after a non-CD address), 0 when
+    # the row is outside the geometry, else the width: an EVT_ADDR_X word w is a kept event
+    # exactly when ((w ^ 0x2000) & 0xF7FF) < xlim (an EVT_ADDR_Y word maps to >= 0x2000).
+    xlim = -1 if is_cd == 0 else (width if y < height else 0)
+    ys = y << 16
     # a counter cut by the previous chunk's end: finish it first
     while erc_stage != 0 and k < nw:
         w = np.int64(words[k])
@@ -335,30 +339,31 @@ def decode_words(
             erc_sums[2 * erc_k + 1] += erc_v
             erc_stage = 0
     ne_last = out.shape[0] // 13 - EVENT_SLACK  # last position a word may start at
+    # The address words are not counted one by one: every other word type is, so their number
+    # is what is left, and the X words are the events they kept plus those they dropped.
+    k_main = k
+    ne_main = ne
+    counted_before = word_counts.sum()
     nt_cap = tr_t.shape[0]
     while k < nw:
         if ne > ne_last:
             break  # output full: the caller grows it and resumes here
         w = np.int64(words[np.uint64(k)])
+        if (w & 0xD000) == 0:  # EVT_ADDR_Y or EVT_ADDR_X: one branch, selects inside
+            is_y = w < 0x1000
+            ys = (w << 16) if is_y else ys
+            xlim = (width if w < height else 0) if is_y else xlim
+            put_event(out, ne, t, (w & 0x7FF) | ys | ((w & 0x800) << 21))
+            keep = ((w ^ 0x2000) & 0xF7FF) < xlim
+            ne += keep
+            if keep < (w >> 13):  # an EVT_ADDR_X outside the geometry or not CD
+                n_bad_x += 1
+                _anomaly(4 if xlim < 0 else 0, k, st, anom_counts, anom_off, anom_kind, 1)
+            k += 1
+            continue
         typ = w >> 12
         c = w & 0xFFF
-        if (typ & 0xD) == 0:  # EVT_ADDR_Y or EVT_ADDR_X: one branch, selects inside
-            is_x = typ == 2
-            n_x += is_x
-            n_a += 1
-            y = y if is_x else c
-            is_cd = 1 if not is_x else is_cd
-            row_ok = row_ok if is_x else c < height
-            x = c & 0x7FF
-            put_event(out, ne, t, x | (y << 16) | ((c >> 11) << 32))
-            ok = row_ok and x < width
-            if ok or not is_x:
-                ne += is_x
-            elif is_cd == 0:
-                _anomaly(4, k, st, anom_counts, anom_off, anom_kind, 1)
-            else:
-                _anomaly(0, k, st, anom_counts, anom_off, anom_kind, 1)
-        elif typ == 6:  # EVT_TIME_LOW
+        if typ == 6:  # EVT_TIME_LOW
             n_tl += 1
             if c < low:
                 _anomaly(2, k, st, anom_counts, anom_off, anom_kind, 1)
@@ -374,8 +379,9 @@ def decode_words(
                 m = c & 0xFF
                 step = 8
             if m != 0:
-                if have_base == 1 and row_ok and base_x + step <= width:
-                    yp = (y << 16) | (pol << 32)
+                if have_base == 1 and xlim > 0 and base_x + step <= width:
+                    yp = ys | (pol << 32)
+                    n_vev += _popcount(m)
                     while m != 0:
                         b = trailing_zeros(m)
                         m &= m - 1
@@ -383,16 +389,17 @@ def decode_words(
                         ne += 1
                 elif have_base == 0:
                     _anomaly(3, k, st, anom_counts, anom_off, anom_kind, 1)
-                elif is_cd == 0:
+                elif xlim < 0:
                     _anomaly(4, k, st, anom_counts, anom_off, anom_kind, 1)
                 else:
                     dropped = 0
                     while m != 0:
                         b = trailing_zeros(m)
                         m &= m - 1
-                        if row_ok and base_x + b < width:
-                            put_event(out, ne, t, (base_x + b) | (y << 16) | (pol << 32))
+                        if xlim > 0 and base_x + b < width:
+                            put_event(out, ne, t, (base_x + b) | ys | (pol << 32))
                             ne += 1
+                            n_vev += 1
                         else:
                             dropped += 1
                     if dropped:
@@ -403,13 +410,14 @@ def decode_words(
             base_x = c & 0x7FF
             pol = c >> 11
             have_base = 1
-            if k + 3 < nw and row_ok and base_x + 32 <= width:  # a whole group follows?
+            if k + 3 < nw and xlim > 0 and base_x + 32 <= width:  # a whole group follows?
                 w1 = np.int64(words[np.uint64(k + 1)])
                 w2 = np.int64(words[np.uint64(k + 2)])
                 w3 = np.int64(words[np.uint64(k + 3)])
                 if (w1 >> 12) == 4 and (w2 >> 12) == 4 and (w3 >> 12) == 5:
                     m = (w1 & 0xFFF) | ((w2 & 0xFFF) << 12) | ((w3 & 0xFF) << 24)
-                    xyp = base_x | (y << 16) | (pol << 32)
+                    xyp = base_x | ys | (pol << 32)
+                    n_vev += _popcount(m)
                     while m != 0:
                         put_event(out, ne, t, xyp + trailing_zeros(m))
                         ne += 1
@@ -467,16 +475,18 @@ def decode_words(
                             erc_sums[2 * erc_k + 1] += erc_v
                             erc_stage = 0
             elif typ == 1:  # OpenEB: a type-0x1 address is not CD; CD words are invalid after it
-                is_cd = 0
-                row_ok = False
+                xlim = -1
                 _anomaly(6, k, st, anom_counts, anom_off, anom_kind, 1)
             elif typ == 9 or typ == 11 or typ == 12:
                 _anomaly(6, k, st, anom_counts, anom_off, anom_kind, 1)
             # 0x7 / 0xF outside a counter and 0xD (IMU) carry nothing we decode
         k += 1
+    n_other = word_counts.sum() - counted_before + n_tl + n_vb + n_v12 + n_v8 + n_th
+    n_addr = (k - k_main) - n_other
+    n_x = (ne - ne_main) - n_vev + n_bad_x
     word_counts[2] += n_x
+    word_counts[0] += n_addr - n_x
     word_counts[6] += n_tl
-    word_counts[0] += n_a - n_x
     word_counts[3] += n_vb
     word_counts[4] += n_v12
     word_counts[5] += n_v8
@@ -484,8 +494,8 @@ def decode_words(
     st[D_LOOP] = loop
     st[D_HIGH] = high
     st[D_LOW] = low
-    st[D_Y] = y
-    st[D_IS_CD] = is_cd
+    st[D_Y] = ys >> 16
+    st[D_IS_CD] = 1 if xlim >= 0 else 0
     st[D_BASE_X] = base_x
     st[D_POL] = pol
     st[D_HAVE_BASE] = have_base
