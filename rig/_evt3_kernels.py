@@ -302,8 +302,8 @@ def decode_words(
             low = 0
             word_counts[8] += 1
             k += 1
-    n_bad_x = 0
-    n_vev = 0
+    n_x_dropped = 0
+    n_vec_events = 0
     n_vb = 0
     n_v12 = 0
     n_v8 = 0
@@ -357,7 +357,7 @@ def decode_words(
             keep = ((w ^ 0x2000) & 0xF7FF) < xlim
             ne += keep
             if keep < (w >> 13):  # an EVT_ADDR_X outside the geometry or not CD
-                n_bad_x += 1
+                n_x_dropped += 1
                 _anomaly(4 if xlim < 0 else 0, k, st, anom_counts, anom_off, anom_kind, 1)
             k += 1
             continue
@@ -381,7 +381,7 @@ def decode_words(
             if m != 0:
                 if have_base == 1 and xlim > 0 and base_x + step <= width:
                     yp = ys | (pol << 32)
-                    n_vev += _popcount(m)
+                    n_vec_events += _popcount(m)
                     while m != 0:
                         b = trailing_zeros(m)
                         m &= m - 1
@@ -399,7 +399,7 @@ def decode_words(
                         if xlim > 0 and base_x + b < width:
                             put_event(out, ne, t, (base_x + b) | ys | (pol << 32))
                             ne += 1
-                            n_vev += 1
+                            n_vec_events += 1
                         else:
                             dropped += 1
                     if dropped:
@@ -417,7 +417,7 @@ def decode_words(
                 if (w1 >> 12) == 4 and (w2 >> 12) == 4 and (w3 >> 12) == 5:
                     m = (w1 & 0xFFF) | ((w2 & 0xFFF) << 12) | ((w3 & 0xFF) << 24)
                     xyp = base_x | ys | (pol << 32)
-                    n_vev += _popcount(m)
+                    n_vec_events += _popcount(m)
                     while m != 0:
                         put_event(out, ne, t, xyp + trailing_zeros(m))
                         ne += 1
@@ -483,7 +483,7 @@ def decode_words(
         k += 1
     n_other = word_counts.sum() - counted_before + n_tl + n_vb + n_v12 + n_v8 + n_th
     n_addr = (k - k_main) - n_other
-    n_x = (ne - ne_main) - n_vev + n_bad_x
+    n_x = (ne - ne_main) - n_vec_events + n_x_dropped
     word_counts[2] += n_x
     word_counts[0] += n_addr - n_x
     word_counts[6] += n_tl
