@@ -314,7 +314,9 @@ def decode_words(
     # The row state as one number: -1 before any EVT_ADDR_Y (or after a non-CD address), 0 when
     # the row is outside the geometry, else the width: an EVT_ADDR_X word w is a kept event
     # exactly when ((w ^ 0x2000) & 0xF7FF) < xlim (an EVT_ADDR_Y word maps to >= 0x2000).
-    xlim = -1 if is_cd == 0 else (width if y < height else 0)
+    # x has 11 bits: a wider geometry keeps every x, and the limit must stay below 0x2000.
+    x_end = min(width, 2048)
+    xlim = -1 if is_cd == 0 else (x_end if y < height else 0)
     ys = y << 16
     # a counter cut by the previous chunk's end: finish it first
     while erc_stage != 0 and k < nw:
@@ -352,7 +354,7 @@ def decode_words(
         if (w & 0xD000) == 0:  # EVT_ADDR_Y or EVT_ADDR_X: one branch, selects inside
             is_y = w < 0x1000
             ys = (w << 16) if is_y else ys
-            xlim = (width if w < height else 0) if is_y else xlim
+            xlim = (x_end if w < height else 0) if is_y else xlim
             put_event(out, ne, t, (w & 0x7FF) | ys | ((w & 0x800) << 21))
             keep = ((w ^ 0x2000) & 0xF7FF) < xlim
             ne += keep

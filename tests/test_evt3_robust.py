@@ -102,6 +102,19 @@ def test_truncated_and_odd_files(tmp_path, shared_data_dir):
         assert (st_.anomalies.get("truncated", 0) == 1) == ((cut - head) % 2 == 1)
 
 
+def test_geometry_wider_than_the_x_field_keeps_exactly_the_events(tmp_path, shared_data_dir):
+    """x has 11 bits, so any width >= 2048 keeps every X word; address rows stay rows."""
+    src = shared_data_dir / "evt" / "evt3_sample.raw"
+    ref, ref_tr = decode_file(src)
+    words = src.read_bytes()[RawReader(src).header.size_bytes :]
+    path = tmp_path / "wide.raw"
+    path.write_bytes(b"% evt 3.0\n% format EVT3;height=720;width=9000\n% end\n" + words)
+    ev, tr, st_ = decode_file_with_stats(path)
+    assert st_.width == 9000
+    np.testing.assert_array_equal(ev, ref)
+    np.testing.assert_array_equal(tr, ref_tr)
+
+
 def test_missing_header_uses_fallback_geometry(tmp_path):
     ev = np.zeros(3, EVENT_DTYPE)
     ev["t"], ev["x"], ev["y"], ev["p"] = [1, 2, 3], [10, 700, 20], [5, 6, 600], [1, 0, 1]
