@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rig._evt3_kernels import put_event
+from rig._evt3_kernels import _likely, _unlikely, put_at
 
 MAX_TIMESTAMP = ((1 << 28) - 1) << 6
 LOOP_THRESHOLD = 10000
@@ -62,6 +62,19 @@ def _anomaly(kind, k, st, anom_counts, anom_off, anom_kind):
         st[D_N_ANOM] = a + 1
 
 
+@njit(cache=True, inline="never")
+def _time_high(w, base, shift):
+    """(new base, new loop shift, whether time went backwards) for an EVT_TIME_HIGH word.
+
+    A function of its own (called ~1 in 170 words) so its constants do not take registers in
+    the CD loop.
+    """
+    new_th = ((w & 0x0FFFFFFF) << 6) + shift
+    if new_th < base and base - new_th >= MAX_TIMESTAMP - LOOP_THRESHOLD:
+        return new_th + TIME_LOOP, shift + TIME_LOOP, False
+    return new_th, shift, new_th < base
+
+
 @njit(cache=True)
 def decode_words(
     words, st, width, height,
@@ -81,44 +94,52 @@ def decode_words(
     base = st[D_BASE_TIME]
     shift = st[D_SHIFT]
     last_t = st[D_LAST_T]
-    skipped = st[D_SKIPPED]
     nt_cap = tr_t.shape[0]
     used = min(words.shape[0], max(0, out.shape[0] // 13 - EVENT_SLACK - ne0))
-    for k in range(used):
-        w = np.int64(words[k])
-        typ = w >> 28
-        word_counts[typ] += 1
-        if base_set == 0:
-            if typ != 8:
-                skipped += 1
-                continue
+    k = 0
+    if base_set == 0:  # skip to the first TIME_HIGH
+        while k < used and (np.int64(words[k]) >> 28) != 8:
+            word_counts[np.int64(words[k]) >> 28] += 1
+            k += 1
+        st[D_SKIPPED] += k
+        if k < used:
             base_set = 1
-            base = (w & 0x0FFFFFFF) << 6
-            continue
-        if typ <= 1:
+            base = (np.int64(words[k]) & 0x0FFFFFFF) << 6
+            word_counts[8] += 1
+            k += 1
+    # CD words are not counted one by one: every other type is, so they are what is left, and
+    # the CD_ON words are counted after the loop, in a branch-free pass.
+    k_main = k
+    counted_before = word_counts.sum()
+    n_on = 0
+    o = ne * 13
+    x_max = width - 1
+    y_max = height - 1
+    while k < used:
+        w = np.int64(words[np.uint64(k)])
+        typ = w >> 28
+        if _likely(typ <= 1):  # CD_OFF / CD_ON
             t = base + ((w >> 22) & 0x3F)
-            if t < last_t:
+            if _unlikely(t < last_t):
                 _anomaly(2, k, st, anom_counts, anom_off, anom_kind)
             last_t = t
             x = (w >> 11) & 0x7FF
             y = w & 0x7FF
-            put_event(out, ne, t, x | (y << 16) | (typ << 32))
-            if x < width and y < height:
-                ne += 1
-            else:
+            put_at(out, o, t, x | (y << 16) | ((w & 0x10000000) << 4))
+            if _unlikely(((x_max - x) | (y_max - y)) < 0):  # outside the geometry
                 _anomaly(0, k, st, anom_counts, anom_off, anom_kind)
-        elif typ == 8:
-            new_th = ((w & 0x0FFFFFFF) << 6) + shift
-            if new_th < base and base - new_th >= MAX_TIMESTAMP - LOOP_THRESHOLD:
-                shift += TIME_LOOP
-                new_th += TIME_LOOP
-            elif new_th < base:
+            else:
+                o += 13
+            k += 1
+            continue
+        word_counts[typ] += 1
+        if typ == 8:
+            base, shift, backwards = _time_high(w, base, shift)
+            if backwards:
                 _anomaly(1, k, st, anom_counts, anom_off, anom_kind)
-            base = new_th
         elif typ == 10:
             if nt >= nt_cap:  # trigger output full: the caller grows it and resumes here
                 word_counts[typ] -= 1
-                used = k
                 break
             t = base + ((w >> 22) & 0x3F)
             last_t = t
@@ -128,11 +149,18 @@ def decode_words(
             nt += 1
         elif typ != 14 and typ != 15:
             _anomaly(6, k, st, anom_counts, anom_off, anom_kind)
+        k += 1
+    ne = o // 13
+    for i in range(k_main, k):  # branch-free: vectorised
+        n_on += np.int64((np.int64(words[i]) >> 28) == 1)
+    n_cd = (k - k_main) - (word_counts.sum() - counted_before)
+    word_counts[1] += n_on
+    word_counts[0] += n_cd - n_on
+    used = k
     st[D_BASE_SET] = base_set
     st[D_BASE_TIME] = base
     st[D_SHIFT] = shift
     st[D_LAST_T] = last_t
-    st[D_SKIPPED] = skipped
     st[D_WORD_BASE] += used
     return ne, nt, used
 

@@ -7,8 +7,10 @@ chunks, so the output never depends on the chunk size.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +93,11 @@ class RawReader:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     ) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             raise FileNotFoundError(f"{self.path}: no such RAW file")
         self.header: RawHeader = read_header(self.path)
         fmt = self.header.evt_format or (evt_format.upper() if evt_format else "EVT3")
@@ -108,9 +114,9 @@ class RawReader:
         if geo is None:
             geo, source = (FORMAT_MAX_SIDE, FORMAT_MAX_SIDE), "format maximum"
         self.width, self.height = geo
+        self._table = _decode_table(self.width, self.height) if fmt == "EVT3" else None
         self.chunk_bytes = max(self.word_bytes, int(chunk_bytes) // self.word_bytes * self.word_bytes)
-        size = self.path.stat().st_size
-        self.data_bytes = size - self.header.size_bytes
+        self.data_bytes = st.st_size - self.header.size_bytes
         names = EVT3_WORD_NAMES if fmt == "EVT3" else EVT2_WORD_NAMES
         self._names = names
         self.stats = DecodeStats(
@@ -156,7 +162,7 @@ class RawReader:
             rest = words[used:] if used else words
             if evt3:
                 ne, nt, k = _k3.decode_words(
-                    rest, self._state, self.width, self.height,
+                    rest, self._state, self.width, self.height, self._table,
                     events.view(np.uint8), ne,
                     triggers["t"], triggers["id"], triggers["value"], nt,
                     self._erc, self._word_counts, self._anom_counts, self._anom_off,
@@ -201,18 +207,24 @@ class RawReader:
             st[_k3.D_ERC_STAGE] = 0
         s = self.stats
         s.words = words_done
-        s.word_counts = {n: int(c) for n, c in zip(self._names, self._word_counts, strict=True) if c}
+        # plain lists first: a comprehension over numpy scalars costs more than the decode of a
+        # small file's header
+        counts = self._word_counts.tolist()
+        s.word_counts = {n: c for n, c in zip(self._names, counts, strict=True) if c}
         s.skipped_words = int(st[_k3.D_SKIPPED] if self.format == "EVT3" else st[_k2.D_SKIPPED])
         s.events = self._n_events
         s.triggers = self._n_triggers
         s.t_first_us, s.t_last_us = self._t_first, self._t_last
-        s.erc_input_records, s.erc_input_events = int(self._erc[0]), int(self._erc[1])
-        s.erc_output_records, s.erc_output_events = int(self._erc[2]), int(self._erc[3])
-        s.anomalies = {n: int(c) for n, c in zip(ANOMALY_NAMES, self._anom_counts, strict=True) if c}
+        erc = self._erc.tolist()
+        s.erc_input_records, s.erc_input_events, s.erc_output_records, s.erc_output_events = erc
+        anomalies = self._anom_counts.tolist()
+        s.anomalies = {n: c for n, c in zip(ANOMALY_NAMES, anomalies, strict=True) if c}
         n_samples = int(st[_k3.D_N_ANOM] if self.format == "EVT3" else st[_k2.D_N_ANOM])
+        offsets = self._anom_off[:n_samples].tolist()
+        kinds = self._anom_kind[:n_samples].tolist()
         s.anomaly_samples = [
-            (self.header.size_bytes + int(o) * self.word_bytes, ANOMALY_NAMES[int(k)])
-            for o, k in zip(self._anom_off[:n_samples], self._anom_kind[:n_samples], strict=True)
+            (self.header.size_bytes + o * self.word_bytes, ANOMALY_NAMES[k])
+            for o, k in zip(offsets, kinds, strict=True)
         ]
         return s
 
@@ -286,6 +298,12 @@ class RawReader:
     def progress_total(self) -> int:
         """Data bytes to decode (for progress bars)."""
         return max(0, self.data_bytes)
+
+
+@functools.lru_cache(maxsize=8)
+def _decode_table(width: int, height: int) -> np.ndarray:
+    """The EVT3 kernel's lookup table for a geometry (shared by readers, never written)."""
+    return _k3.decode_table(width, height)
 
 
 def _shrink(arr: np.ndarray, n: int) -> np.ndarray:

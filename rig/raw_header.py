@@ -118,7 +118,7 @@ def parse_header(data: bytes) -> RawHeader:
 
 
 #: First read of `read_header`: far more than a real header, far less than MAX_HEADER_BYTES.
-_FIRST_READ_BYTES = 1 << 16
+_FIRST_READ_BYTES = 1 << 14
 
 
 def read_header(path) -> RawHeader:

@@ -80,3 +80,26 @@ def test_evt2_fuzz_random_bytes(tmp_path, body):
     parts = [p[0] for p in reader]
     got = np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
     np.testing.assert_array_equal(got, ev)
+    assert reader.stats.word_counts == stats.word_counts == evt2_word_histogram(path)
+
+
+def evt2_word_histogram(path) -> dict[str, int]:
+    """Counts per EVT2 word type of the whole words of `path` (the kernel counts CD words by
+    difference, so this is what its statistics must equal)."""
+    from rig._evt_common import EVT2_WORD_NAMES
+
+    data = path.read_bytes()[RawReader(path).header.size_bytes :]
+    words = np.frombuffer(data[: len(data) // 4 * 4], "<u4")
+    hist = np.bincount(words >> 28, minlength=16)
+    return {n: int(c) for n, c in zip(EVT2_WORD_NAMES, hist, strict=True) if c}
+
+
+def test_evt2_word_counts_match_a_histogram_of_the_words(shared_data_dir, tmp_path):
+    path = shared_data_dir / "evt" / "evt2_sample.raw"
+    _, _, stats = decode_file_with_stats(path)
+    assert stats.word_counts == evt2_word_histogram(path)
+    assert stats.word_counts["CD_ON"] > 0 and stats.word_counts["CD_OFF"] > 0
+    reader = RawReader(path, chunk_bytes=4096 + 4)
+    for _ in reader:
+        pass
+    assert reader.stats.word_counts == stats.word_counts

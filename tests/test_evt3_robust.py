@@ -211,6 +211,22 @@ def test_fuzz_encode_decode_roundtrip(tmp_path, stream):
         np.testing.assert_array_equal(np.concatenate([c[0] for c in chunks]), ev)
 
 
+def test_decode_table_rows_and_columns():
+    """The EVT3 kernel's lookup: a row's y and in-geometry bit, an x column's x, polarity and
+    in-geometry bit (x has 11 bits: a geometry wider than 2048 keeps every x)."""
+    from rig import _evt3_kernels as k
+
+    tab = k.decode_table(100, 50)
+    ok = 1 << 48
+    assert tab[49] == (49 << 16) | ok and tab[50] == 50 << 16  # rows 0..49 are in
+    assert tab[0x800 | 3] == (0x803 << 16)  # bit 11 (system type) is never a CD row
+    assert tab[k.ROW_NOT_CD] == 0
+    assert tab[k.X_TABLE + 99] == 99 | ok and tab[k.X_TABLE + 100] == 100
+    assert tab[k.X_TABLE + (1 << 11 | 7)] == 7 | (1 << 32) | ok  # polarity bit 11 -> p
+    wide = k.decode_table(9000, 720)
+    assert all(wide[k.X_TABLE + x] & ok for x in (0, 2047))
+
+
 def test_word_counts_match_a_histogram_of_the_words(shared_data_dir):
     path = shared_data_dir / "evt" / "evt3_sample.raw"
     _, _, stats = decode_file_with_stats(path)
