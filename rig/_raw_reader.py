@@ -8,7 +8,6 @@ chunks, so the output never depends on the chunk size.
 from __future__ import annotations
 
 import functools
-import mmap
 import os
 import stat
 from collections.abc import Iterator
@@ -33,8 +32,8 @@ from rig.raw_header import RawHeader, read_header
 
 #: Default chunk of `iter_chunks` (bytes of event words read per step).
 DEFAULT_CHUNK_BYTES = 4 << 20
-#: Largest data part `read_all` reads into memory; larger files are memory-mapped.
-READ_WHOLE_BYTES = 64 << 20
+#: Piece of the file `read_all` reads at a time (into one buffer that stays in the CPU cache).
+READ_PIECE_BYTES = 256 << 10
 #: Geometry used when neither the header, the caller nor the plugin name gives one (no filtering).
 FORMAT_MAX_SIDE = 2048
 
@@ -145,19 +144,30 @@ class RawReader:
         self._erc = np.zeros(4, np.int64)  # in records, in events, out records, out events
 
     def _decode(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Decode one run of words with the carried state; fresh output arrays.
+        """Decode one run of words with the carried state into fresh output arrays."""
+        kern = _k3 if self.format == "EVT3" else _k2
+        ne_cap, nt_cap = _first_capacity(kern, words, words.shape[0])
+        events = np.empty(ne_cap + kern.EVENT_SLACK, EVENT_DTYPE)
+        triggers = np.empty(nt_cap, TRIGGER_DTYPE)
+        events, triggers, ne, nt = self._decode_into(words, events, triggers, 0, 0, 0)
+        return self._account(_shrink(events, ne), _shrink(triggers, nt))
 
-        The outputs are sized from a sample of the words (a full counting pass would cost about
-        a tenth of the decode); when that falls short the kernel stops, the arrays grow to the
-        exact bound of the words left, and the decode resumes where it stopped.
+    def _decode_into(
+        self, words: np.ndarray, events: np.ndarray, triggers: np.ndarray, ne: int, nt: int,
+        words_after: int,
+    ) -> tuple[np.ndarray, np.ndarray, int, int]:  # fmt: skip
+        """Decode `words` with the carried state, appending at (ne, nt); return the (possibly
+        grown) arrays and the new counts.
+
+        The arrays are sized by the caller from a sample of the words (a full counting pass
+        would cost about a tenth of the decode); when that falls short the kernel stops, the
+        arrays grow (to the exact bound of the words left, or by half when `words_after` more
+        words will follow) and the decode resumes where it stopped.
         """
         evt3 = self.format == "EVT3"
         kern = _k3 if evt3 else _k2
         nw = words.shape[0]
-        ne_cap, nt_cap = _first_capacity(kern, words, 12 if evt3 else 1)
-        events = np.empty(ne_cap + kern.EVENT_SLACK, EVENT_DTYPE)
-        triggers = np.empty(nt_cap, TRIGGER_DTYPE)
-        ne = nt = used = 0
+        used = 0
         while True:
             rest = words[used:] if used else words
             if evt3:
@@ -177,18 +187,21 @@ class RawReader:
                 )  # fmt: skip
             used += int(k)
             if used >= nw:
-                break
+                return events, triggers, ne, nt
             be, bt = kern.count_bounds(words[used:])  # out of room: size for what is left
             if not evt3:
                 be = nw - used  # the EVT2 kernel bounds its events by its words
             if ne + be + kern.EVENT_SLACK > events.size:
-                events = _grown(events, ne, ne + int(be) + kern.EVENT_SLACK)
+                size = ne + int(be) + kern.EVENT_SLACK
+                events = _grown(events, ne, max(size, events.size * 3 // 2) if words_after else size)
             if nt + bt > triggers.size:
-                triggers = _grown(triggers, nt, nt + int(bt))
-        events = _shrink(events, ne)
-        triggers = _shrink(triggers, nt)
-        self._n_events += ne
-        self._n_triggers += nt
+                size = nt + int(bt)
+                triggers = _grown(triggers, nt, max(size, triggers.size * 3 // 2) if words_after else size)
+
+    def _account(self, events: np.ndarray, triggers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add decoded outputs to the running totals (counts, first and last time)."""
+        self._n_events += events.size
+        self._n_triggers += triggers.size
         for arr in (events, triggers):
             if arr.size:
                 first, last = int(arr["t"][0]), int(arr["t"][-1])
@@ -241,31 +254,41 @@ class RawReader:
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
         """Decode the whole file at once; returns (events, triggers).
 
-        Files up to READ_WHOLE_BYTES are read into memory (one read costs less CPU time than
-        the page faults of a mapping); larger ones are memory-mapped, so they are never copied.
+        The words are read in pieces of READ_PIECE_BYTES into one small buffer and decoded into
+        one pair of output arrays: the copy from the page cache lands in a buffer that stays in
+        the CPU cache (measured: 2.1 MB read in 256 KiB pieces 111 us, whole 186 us), and no
+        file is mapped (a mapped file cut by another process kills the reader with SIGBUS).
         """
         self._reset()
+        kern = _k3 if self.format == "EVT3" else _k2
         n_words = max(0, self.data_bytes) // self.word_bytes
         dtype = "<u2" if self.format == "EVT3" else "<u4"
-        if n_words == 0:
-            events, triggers = self._decode(np.zeros(0, dtype))
-        elif n_words * self.word_bytes <= READ_WHOLE_BYTES:
-            words = np.empty(n_words, dtype)
-            with open(self.path, "rb", buffering=0) as f:
-                f.seek(self.header.size_bytes)
+        buf = np.empty(min(n_words, READ_PIECE_BYTES // self.word_bytes), dtype)
+        events = triggers = None
+        ne = nt = done = 0
+        with open(self.path, "rb", buffering=0) as f:
+            f.seek(self.header.size_bytes)
+            while done < n_words:
+                n = min(buf.size, n_words - done)
+                words = buf[:n]
                 got = f.readinto(words)
-            if got != words.nbytes:
-                raise OSError(f"{self.path}: file shrank while reading ({got} of {words.nbytes} bytes)")
-            events, triggers = self._decode(words)
-        else:
-            with open(self.path, "rb") as f:
-                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            try:
-                words = np.frombuffer(mapped, dtype, n_words, self.header.size_bytes)
-                events, triggers = self._decode(words)
-                del words
-            finally:
-                mapped.close()
+                while got < words.nbytes:  # a short read before the end: read on
+                    more = f.readinto(words.view(np.uint8)[got:])
+                    if not more:
+                        raise OSError(
+                            f"{self.path}: file shrank while reading (ends at byte "
+                            f"{self.header.size_bytes + done * self.word_bytes + got})"
+                        )
+                    got += more
+                if events is None:  # size the outputs for the whole file from the first piece
+                    ne_cap, nt_cap = _first_capacity(kern, words, n_words)
+                    events = np.empty(ne_cap + kern.EVENT_SLACK, EVENT_DTYPE)
+                    triggers = np.empty(nt_cap, TRIGGER_DTYPE)
+                done += n
+                events, triggers, ne, nt = self._decode_into(words, events, triggers, ne, nt, n_words - done)
+        if events is None:
+            events, triggers = np.zeros(0, EVENT_DTYPE), np.zeros(0, TRIGGER_DTYPE)
+        events, triggers = self._account(_shrink(events, ne), _shrink(triggers, nt))
         self._finish(max(0, self.data_bytes) - n_words * self.word_bytes)
         return events, triggers
 
@@ -326,22 +349,23 @@ def _grown(arr: np.ndarray, n: int, size: int) -> np.ndarray:
 _SAMPLE_WORDS = 1 << 15
 
 
-def _first_capacity(kern, words: np.ndarray, max_per_word: int) -> tuple[int, int]:
-    """Output sizes (events, triggers) to start a decode of `words` with.
+def _first_capacity(kern, words: np.ndarray, total_words: int) -> tuple[int, int]:
+    """Output sizes (events, triggers) to decode `total_words` words that start with `words`.
 
     Short runs are counted exactly. Long ones extrapolate a count of their first words with a
-    margin: an underestimate only costs a resume (see `RawReader._decode`), never correctness.
+    margin: an underestimate only costs a resume (see `RawReader._decode_into`), never
+    correctness. EVT2 bounds its events by its words (one event per word at most).
     """
     nw = words.shape[0]
-    if max_per_word == 1:  # EVT2: one event per word at most, so that bound costs no count
-        nt = kern.count_bounds(words[:_SAMPLE_WORDS])[1]
-        return nw, int(nt) if nw <= _SAMPLE_WORDS else min(int(nt * 1.2 * nw / _SAMPLE_WORDS) + 64, nw)
-    if nw <= 2 * _SAMPLE_WORDS:
+    evt2 = kern is _k2
+    if total_words <= 2 * _SAMPLE_WORDS and nw == total_words:
         ne, nt = kern.count_bounds(words)
-        return int(ne), int(nt)
-    ne, nt = kern.count_bounds(words[:_SAMPLE_WORDS])
-    scale = 1.2 * nw / _SAMPLE_WORDS
-    return min(int(ne * scale) + 1024, max_per_word * nw), min(int(nt * scale) + 64, nw)
+        return (total_words if evt2 else int(ne)), int(nt)
+    n_sample = min(nw, _SAMPLE_WORDS)
+    ne, nt = kern.count_bounds(words[:n_sample])
+    scale = 1.2 * total_words / max(n_sample, 1)
+    ne_cap = total_words if evt2 else min(int(ne * scale) + 1024, 12 * total_words)
+    return ne_cap, min(int(nt * scale) + 64, total_words)
 
 
 def decode_file(

@@ -211,6 +211,21 @@ def test_fuzz_encode_decode_roundtrip(tmp_path, stream):
         np.testing.assert_array_equal(np.concatenate([c[0] for c in chunks]), ev)
 
 
+@pytest.mark.parametrize("name", ["evt3_sample.raw", "evt2_sample.raw"])
+def test_read_in_small_pieces_equals_one_piece(shared_data_dir, monkeypatch, name):
+    """`read_all` reads the file in pieces into one buffer and decodes them into one output:
+    many tiny pieces (the output sized from the first one, so it grows) give the same result."""
+    import rig._raw_reader as raw_reader
+
+    path = shared_data_dir / "evt" / name
+    ev, tr, stats = decode_file_with_stats(path)
+    monkeypatch.setattr(raw_reader, "READ_PIECE_BYTES", 4096 + 8)
+    ev2, tr2, stats2 = decode_file_with_stats(path)
+    np.testing.assert_array_equal(ev2, ev)
+    np.testing.assert_array_equal(tr2, tr)
+    assert stats2 == stats and stats.events == ev.size > 100_000
+
+
 def test_decode_table_rows_and_columns():
     """The EVT3 kernel's lookup: a row's y and in-geometry bit, an x column's x, polarity and
     in-geometry bit (x has 11 bits: a geometry wider than 2048 keeps every x)."""
