@@ -47,6 +47,9 @@ def count_bounds(words):
     return ne, nt
 
 
+#: The bits just above the x and y fields of a record (see `decode_words`).
+OUTSIDE = (1 << 11) | (1 << 27)
+
 #: Spare event records the caller gives `decode_words` past one record per word: a CD word
 #: writes its record before it is validated, and each record store spills 3 bytes.
 EVENT_SLACK = 2
@@ -113,8 +116,9 @@ def decode_words(
     counted_before = word_counts.sum()
     n_on = 0
     o = ne * 13
-    x_max = width - 1
-    y_max = height - 1
+    # x and y are 11-bit fields of the record (x at bit 0, y at bit 16): adding this pushes a
+    # coordinate past the geometry into the bit above its field (OUTSIDE), one add for both
+    spill = max(0, 2048 - width) | (max(0, 2048 - height) << 16)
     while k < used:
         w = np.int64(words[np.uint64(k)])
         typ = w >> 28
@@ -123,10 +127,9 @@ def decode_words(
             if _unlikely(t < last_t):
                 _anomaly(2, k, st, anom_counts, anom_off, anom_kind)
             last_t = t
-            x = (w >> 11) & 0x7FF
-            y = w & 0x7FF
-            put_at(out, o, t, x | (y << 16) | ((w & 0x10000000) << 4))
-            if _unlikely(((x_max - x) | (y_max - y)) < 0):  # outside the geometry
+            xyp = ((w >> 11) & 0x7FF) | ((w & 0x7FF) << 16) | ((w & 0x10000000) << 4)
+            put_at(out, o, t, xyp)  # bit 28 of the word (the type's low bit) is the polarity
+            if _unlikely(((xyp + spill) & OUTSIDE) != 0):  # outside the geometry
                 _anomaly(0, k, st, anom_counts, anom_off, anom_kind)
             else:
                 o += 13
