@@ -47,6 +47,8 @@ def count_bounds(words):
     return ne, nt
 
 
+#: Words per block of the two decode passes (their scratch stays in the L1 cache).
+_BLOCK = 2048
 #: The bits just above the x and y fields of a record (see `decode_words`).
 OUTSIDE = (1 << 11) | (1 << 27)
 
@@ -119,40 +121,60 @@ def decode_words(
     # x and y are 11-bit fields of the record (x at bit 0, y at bit 16): adding this pushes a
     # coordinate past the geometry into the bit above its field (OUTSIDE), one add for both
     spill = max(0, 2048 - width) | (max(0, 2048 - height) << 16)
-    while k < used:
-        w = np.int64(words[np.uint64(k)])
-        typ = w >> 28
-        if _likely(typ <= 1):  # CD_OFF / CD_ON
-            t = base + ((w >> 22) & 0x3F)
-            if _unlikely(t < last_t):
-                _anomaly(2, k, st, anom_counts, anom_off, anom_kind)
-            last_t = t
+    pre = np.empty(_BLOCK, np.int64)
+    full = False
+    while k < used and not full:
+        # pass 1, branch-free (LLVM vectorises it): each word's record bits x | y << 16 |
+        # p << 32, its time bits 5..0 at bit 40 (spare bits, see put_at) and bit 63 set unless
+        # it is a CD word inside the geometry
+        k0 = k
+        kb = min(used, k + _BLOCK)
+        for i in range(k0, kb):
+            w = np.int64(words[np.uint64(i)])
             xyp = ((w >> 11) & 0x7FF) | ((w & 0x7FF) << 16) | ((w & 0x10000000) << 4)
-            put_at(out, o, t, xyp)  # bit 28 of the word (the type's low bit) is the polarity
-            if _unlikely(((xyp + spill) & OUTSIDE) != 0):  # outside the geometry
-                _anomaly(0, k, st, anom_counts, anom_off, anom_kind)
-            else:
+            other = (((xyp + spill) & OUTSIDE) != 0) | ((w >> 29) != 0)
+            pre[i - k0] = xyp | (((w >> 22) & 0x3F) << 40) | (np.int64(other) << 63)
+        # pass 2: the time, the records, and every other word
+        while k < kb:
+            v = pre[np.uint64(k - k0)]
+            if _likely(v >= 0):  # a CD word inside the geometry
+                t = base + ((v >> 40) & 0x3F)
+                if _unlikely(t < last_t):
+                    _anomaly(2, k, st, anom_counts, anom_off, anom_kind)
+                last_t = t
+                put_at(out, o, t, v)
                 o += 13
+                k += 1
+                continue
+            w = np.int64(words[np.uint64(k)])
+            typ = w >> 28
+            if typ <= 1:  # a CD word outside the geometry
+                t = base + ((w >> 22) & 0x3F)
+                if t < last_t:
+                    _anomaly(2, k, st, anom_counts, anom_off, anom_kind)
+                last_t = t
+                _anomaly(0, k, st, anom_counts, anom_off, anom_kind)
+                k += 1
+                continue
+            word_counts[typ] += 1
+            if typ == 8:
+                base, shift, backwards = _time_high(w, base, shift)
+                if backwards:
+                    _anomaly(1, k, st, anom_counts, anom_off, anom_kind)
+            elif typ == 10:
+                if nt >= nt_cap:  # trigger output full: the caller grows it and resumes here
+                    word_counts[typ] -= 1
+                    full = True
+                    break
+                t = base + ((w >> 22) & 0x3F)
+                last_t = t
+                tr_t[nt] = t
+                tr_id[nt] = (w >> 8) & 0x1F
+                tr_v[nt] = w & 1
+                nt += 1
+            elif typ != 14 and typ != 15:
+                _anomaly(6, k, st, anom_counts, anom_off, anom_kind)
             k += 1
-            continue
-        word_counts[typ] += 1
-        if typ == 8:
-            base, shift, backwards = _time_high(w, base, shift)
-            if backwards:
-                _anomaly(1, k, st, anom_counts, anom_off, anom_kind)
-        elif typ == 10:
-            if nt >= nt_cap:  # trigger output full: the caller grows it and resumes here
-                word_counts[typ] -= 1
-                break
-            t = base + ((w >> 22) & 0x3F)
-            last_t = t
-            tr_t[nt] = t
-            tr_id[nt] = (w >> 8) & 0x1F
-            tr_v[nt] = w & 1
-            nt += 1
-        elif typ != 14 and typ != 15:
-            _anomaly(6, k, st, anom_counts, anom_off, anom_kind)
-        k += 1
     ne = o // 13
     for i in range(k_main, k):  # branch-free: vectorised
         n_on += np.int64((np.int64(words[i]) >> 28) == 1)

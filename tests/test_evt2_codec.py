@@ -103,3 +103,29 @@ def test_evt2_word_counts_match_a_histogram_of_the_words(shared_data_dir, tmp_pa
     for _ in reader:
         pass
     assert reader.stats.word_counts == stats.word_counts
+
+
+def test_evt2_trigger_output_grows_when_the_sample_has_none(tmp_path):
+    """The trigger output is sized from the first words; triggers only after them must make the
+    kernel stop at a full output and resume, losing nothing (also in small read pieces)."""
+    import rig._raw_reader as raw_reader
+
+    rng = np.random.default_rng(3)
+    n = 120_000  # CD words, well past the sampled first words
+    ev = np.zeros(n, EVENT_DTYPE)
+    ev["t"] = np.arange(n) * 2
+    ev["x"], ev["y"], ev["p"] = rng.integers(0, W, n), rng.integers(0, H, n), rng.integers(0, 2, n)
+    tr = np.zeros(3000, TRIGGER_DTYPE)
+    tr["t"] = 2 * n + np.arange(3000)
+    tr["value"] = np.arange(3000) % 2
+    path = tmp_path / "late_triggers.raw"
+    path.write_bytes(evt2.encode(ev, tr, W, H))
+    for piece in (raw_reader.READ_PIECE_BYTES, 4096):
+        raw_reader.READ_PIECE_BYTES, saved = piece, raw_reader.READ_PIECE_BYTES
+        try:
+            got, gtr, stats = decode_file_with_stats(path)
+        finally:
+            raw_reader.READ_PIECE_BYTES = saved
+        np.testing.assert_array_equal(got, ev)
+        np.testing.assert_array_equal(gtr, tr)
+        assert stats.anomalies == {} and stats.word_counts == evt2_word_histogram(path)
