@@ -52,8 +52,8 @@ _BLOCK = 2048
 #: The bits just above the x and y fields of a record (see `decode_words`).
 OUTSIDE = (1 << 11) | (1 << 27)
 
-#: Spare event records the caller gives `decode_words` past one record per word: a CD word
-#: writes its record before it is validated, and each record store spills 3 bytes.
+#: Spare event records the caller gives `decode_words` past one record per word: each record
+#: store spills 3 bytes (and the record's time bits) into the next record.
 EVENT_SLACK = 2
 
 
