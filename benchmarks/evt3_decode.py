@@ -196,7 +196,7 @@ def main() -> None:
     pin_one_core()
 
     t0 = time.perf_counter()
-    import rig._evt3_kernels  # noqa: F401  (numba compiles or loads its cache on first use)
+    import rig.evt.evt3_kernels  # noqa: F401  (numba compiles or loads its cache on first use)
 
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="evt3bench_"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -247,7 +247,7 @@ def main() -> None:
         big = tmp / "stream.raw"
         with open(big, "wb") as f:
             f.write(dense.read_bytes())  # repeat the dense file's words (header once)
-        from rig.raw_header import read_header
+        from rig.evt.header import read_header
 
         hb = read_header(dense).size_bytes
         words = dense.read_bytes()[hb:]

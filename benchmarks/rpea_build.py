@@ -80,7 +80,7 @@ def main() -> None:
         reader = SessionReader(session)
         calib = args.calib or ground_truth_calibration(reader.ground_truth_geometry(),
                                                       tmp / "calib.yaml")
-        size = reader.manifest.get("geometry", {})
+        size = reader.manifest.sensor_sizes
         reader.close()
         opts = BuildOptions(calib_path=calib, out_dir=tmp / "out", window_ms=args.window_ms,
                             image_workers=0 if args.serial else args.image_workers,

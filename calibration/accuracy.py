@@ -15,7 +15,7 @@ from calibration.align import aligned_to_frame, event_to_aligned, frame_to_align
 from calibration.io import Calibration
 from calibration.mono import MonoResult
 from calibration.relation import homography_relation
-from rig.sim.optics import RigGeometry
+from rig.geometry import RigGeometry
 
 
 def _stats(err: np.ndarray) -> dict[str, float]:

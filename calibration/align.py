@@ -12,9 +12,9 @@ import cv2
 import numba
 import numpy as np
 
-from calibration.detect import to_rgb
-from calibration.geometry import apply_homography, project_normalized, undistort_to_normalized
 from calibration.io import Calibration
+from rig.frames import to_rgb
+from rig.geometry import apply_homography, project_normalized, undistort_to_normalized
 
 
 def event_to_aligned(calib: Calibration, event_px: np.ndarray) -> np.ndarray:

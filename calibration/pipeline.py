@@ -26,7 +26,7 @@ from calibration.relation import (
     stereo_extrinsics,
     stereo_relation,
 )
-from rig.sim.optics import RigGeometry
+from rig.geometry import RigGeometry
 
 MODEL_CHOICES = ("homography", "stereo", "auto")
 

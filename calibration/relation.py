@@ -25,8 +25,8 @@ import cv2
 import numba
 import numpy as np
 
-from calibration.geometry import distort_normalized
 from calibration.mono import CRITERIA, MonoResult, outlier_threshold
+from rig.geometry import distort_normalized
 
 
 @dataclass

@@ -4,7 +4,6 @@ image folders (any two cameras), or a live rig recorded on the spot (`record_cal
 from __future__ import annotations
 
 import glob
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from calibration.detect import to_gray
 from calibration.event_views import estimate_blink_hz, event_view, window_slice
-from rig.sim.optics import RigGeometry
-
-DEFAULT_SIM_BLINK_HZ = 5.0  # rig.sim.checkerboard's default, for sessions that do not say
+from rig.frames import to_gray
+from rig.geometry import RigGeometry
+from rig.ground_truth import DEFAULT_SIM_BLINK_HZ
+from rig.session import BUILDABLE_STATUSES, SessionReader
+from rig.sync import SyncError, pair_session
 
 
 @dataclass
@@ -79,44 +79,6 @@ def folder_views(frame_glob: str, event_glob: str) -> ViewSource:
 
 
 # ---- recorded sessions ---------------------------------------------------------------------------
-def _pair_frames_with_triggers(meta: dict[str, np.ndarray], rising_t: np.ndarray,
-                               ) -> tuple[np.ndarray, list[str]]:
-    """Trigger time (event clock, us) of each frame; -1 where none. Frame k <-> rising edge k
-    when the counts agree; otherwise frame-id steps tell how many pulses each frame skipped."""
-    n = len(meta["frame_id"])
-    out = np.full(n, -1, np.int64)
-    notes = []
-    if len(rising_t) == n:
-        out[:] = rising_t
-        return out, notes
-    fid = meta["frame_id"].astype(np.int64)
-    steps = np.diff(fid)
-    if n and np.all(steps > 0):
-        idx = np.concatenate([[0], np.cumsum(steps)])
-        ok = idx < len(rising_t)
-        out[ok] = rising_t[idx[ok]]
-        notes.append(f"{n} frames but {len(rising_t)} trigger edges: paired by frame id steps "
-                     f"({int((~ok).sum())} frames without a trigger)")
-    else:
-        notes.append(f"{n} frames but {len(rising_t)} trigger edges and frame ids that do not "
-                     "increase: frames paired by order up to the shorter list")
-        k = min(n, len(rising_t))
-        out[:k] = rising_t[:k]
-    return out, notes
-
-
-def _session_blink_hz(session_dir: Path) -> float | None:
-    scen = session_dir / "ground_truth" / "scenario.json"
-    if scen.is_file():
-        try:
-            d = json.loads(scen.read_text())
-        except json.JSONDecodeError:
-            return None
-        if d.get("scene") == "checkerboard" or d.get("scenario") == "checkerboard":
-            return float(d.get("scene_params", {}).get("blink_hz", DEFAULT_SIM_BLINK_HZ))
-    return None
-
-
 def lit_window_start_us(events: np.ndarray, t_ref_us: float, period_us: float) -> float | None:
     """Start of the ON burst (the board lighting up) last before `t_ref_us`, within a period:
     a window of one period from there holds that lit phase's ON and OFF edges only."""
@@ -141,12 +103,10 @@ def session_views(session_dir: str | Path, *, blink_hz: float | None = None,
                   progress: bool = True) -> ViewSource:
     """Views from a recorded calibration session: each frame, and the events of one blink period
     around its trigger (window fitted to the blink phase when the ON bursts show it)."""
-    from rig.session import SessionReader
-
     session_dir = Path(session_dir)
     reader = SessionReader(session_dir)
     notes: list[str] = []
-    if reader.status not in ("complete", "interrupted"):
+    if reader.status not in BUILDABLE_STATUSES:
         notes.append(f"session status is {reader.status!r}")
     fmt = reader.pixel_format
     n = reader.num_frames
@@ -159,24 +119,29 @@ def session_views(session_dir: str | Path, *, blink_hz: float | None = None,
     order = np.argsort(events["t"], kind="stable")
     if np.any(order != np.arange(len(order))):
         events = events[order]
-    channel = int(reader.manifest.get("wiring", {}).get("event_trigger_channel", 0))
-    rising = np.sort(triggers["t"][(triggers["value"] == 1) & (triggers["id"] == channel)])
-    if rising.size == 0:
+    channel = reader.manifest.wiring.event_trigger_channel
+    if not np.any((triggers["value"] == 1) & (triggers["id"] == channel)):
         raise ValueError(f"{session_dir}: no rising trigger edges on channel {channel} in "
                          "events.raw; calibration pairs frames with events by trigger")
-    trig_t, pair_notes = _pair_frames_with_triggers(meta, rising)
-    notes += pair_notes
+    try:
+        sync = pair_session(reader, triggers)
+    except SyncError as exc:
+        raise ValueError(f"{session_dir}: frames and trigger edges cannot be paired: {exc}") from None
+    if sync.dropped:
+        notes.append(f"pairing frames with trigger edges: {sync.summary()}")
+    trig_t = np.full(n, -1, np.int64)
+    trig_t[sync.frame_index] = sync.edge_t_us
+    truth = reader.ground_truth
     if blink_hz is None:
-        blink_hz = _session_blink_hz(session_dir)
+        blink_hz = truth.blink_hz() if truth is not None else None
         if blink_hz is None:
             blink_hz = estimate_blink_hz(events["t"], events["p"])
             notes.append(f"blink frequency estimated from the event rate: {blink_hz:.2f} Hz")
     period_us = 1e6 / blink_hz
-    geo = reader.manifest.get("geometry", {})
-    ev_size = tuple(int(v) for v in geo.get("event", (0, 0)))
+    ev_size = reader.manifest.sensor_size("event")
     first = reader.frame(0)
     fr_size = (first.shape[1], first.shape[0])
-    if not all(ev_size):
+    if ev_size is None:
         ev_size = (int(events["x"].max()) + 1, int(events["y"].max()) + 1)
     exposure = meta.get("exposure_us", np.zeros(n))
     incomplete = meta.get("incomplete", np.zeros(n))
@@ -193,8 +158,8 @@ def session_views(session_dir: str | Path, *, blink_hz: float | None = None,
             yield k, f"frame {k} t={t_mid / 1e6:.3f}s", gray, (eview.image if not eview.reason
                                                               else None)
 
-    truth = reader.ground_truth_geometry()
-    return ViewSource(gen(), fr_size, ev_size, n, f"session {session_dir}", truth,
+    return ViewSource(gen(), fr_size, ev_size, n, f"session {session_dir}",
+                      truth.geometry() if truth is not None else None,
                       dedupe_px=1.5, notes=tuple(notes))
 
 

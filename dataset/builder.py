@@ -5,7 +5,7 @@ Per session (= sequence), in one pass over the event stream and one over the fra
 1. decode `events.raw` chunk by chunk; each chunk's events are mapped to the aligned grid,
    cropped to the valid ROI and appended to the sequence file (bounded memory); trigger edges are
    collected on the way;
-2. pair frames with rising edges through the MCU pulse reports (`dataset.sync`: explicit, every
+2. pair frames with rising edges through the MCU pulse reports (`rig.sync`: explicit, every
    dropped item reported, never a shifted pairing);
 3. per pair: the exposure window on the event clock (rising edge + exposure time, or the falling
    edge when ExposureActive drives the trigger input), the event window (`--window exposure` or
@@ -43,9 +43,9 @@ from dataset.rpea_format import (
     write_text_atomic,
 )
 from dataset.splits import SPLITS, SessionKey, assign_splits, dump_splits, load_splits_file
-from dataset.sync import SyncConfig, SyncResult, pair_streams, rising_edges
-
-FRAME_ID_MODULUS = 1 << 16  # GigE / USB3 Vision block ids wrap at 16 bits
+from rig.ground_truth import GroundTruthLabels
+from rig.session import BUILDABLE_STATUSES, MANIFEST, SessionManifest
+from rig.sync import SyncConfig, SyncResult, pair_session
 
 
 class BuildError(RuntimeError):
@@ -77,7 +77,7 @@ class BuildOptions:
     sync: SyncConfig = field(default_factory=SyncConfig)
     progress: bool = True
 
-    def fingerprint(self, calib_sha: str, session_manifest: dict[str, Any]) -> str:
+    def fingerprint(self, calib_sha: str, session_manifest: SessionManifest) -> str:
         """What decides a sequence file's content: resume skips files with the same one."""
         import hashlib
 
@@ -86,7 +86,7 @@ class BuildOptions:
                              "progress", "calib_path", "splits_file", "seed",
                              "decode_chunk_bytes")}
         blob = json.dumps({"opts": keys, "calib": calib_sha, "schema": SCHEMA_VERSION,
-                           "session": session_manifest}, sort_keys=True, default=str)
+                           "session": session_manifest.to_dict()}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -109,47 +109,22 @@ def session_key(path: Path) -> SessionKey:
 
     reader = SessionReader(path)
     try:
-        info = _scenario_info(reader)
+        truth = reader.ground_truth
         tod = cond.time_of_day_from_manifest(reader.manifest)
-        if tod is None:
-            tod = _find_key(info, "time_of_day")
+        if tod is None and truth is not None:
+            tod = truth.find("time_of_day")
             tod = tod if tod in TIMES_OF_DAY else None
         if tod is None:
             tod = _time_of_day_from_frames(reader)
-        scene = reader.manifest.get("scene") or _find_key(info, "scene") \
-            or reader.manifest.get("scenario") or "unknown"
+        scene = reader.manifest.scene or (truth.find("scene") if truth is not None else None) \
+            or reader.manifest.scenario or "unknown"
         return SessionKey(reader.name, tod, str(scene))
     finally:
         reader.close()
 
 
-def _scenario_info(reader: Any) -> dict[str, Any]:
-    """The simulator's `ground_truth/scenario.json` ({} for real sessions or when unreadable)."""
-    gt = reader.ground_truth_dir
-    if gt is None or not (gt / "scenario.json").is_file():
-        return {}
-    try:
-        data = json.loads((gt / "scenario.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _find_key(d: Any, key: str, depth: int = 3) -> str | None:
-    """A string value of `key` at the top of `d` or in nested dicts (scene parameters)."""
-    if not isinstance(d, dict) or depth < 0:
-        return None
-    if isinstance(d.get(key), str):
-        return d[key]
-    for v in d.values():
-        found = _find_key(v, key, depth - 1)
-        if found:
-            return found
-    return None
-
-
 def _time_of_day_from_frames(reader: Any, samples: int = 5) -> str:
-    from calibration.detect import to_rgb
+    from rig.frames import to_rgb
 
     n = reader.num_frames
     if n == 0:
@@ -164,8 +139,8 @@ def plan(sessions: list[Path], opts: BuildOptions) -> list[SessionPlan]:
     keys = {}
     for p in sessions:
         p = Path(p)
-        if not (p / "session.json").is_file():
-            raise BuildError(f"{p}: not a session folder (no session.json)")
+        if not (p / MANIFEST).is_file():
+            raise BuildError(f"{p}: not a session folder (no {MANIFEST})")
         k = session_key(p)
         if k.name in keys:
             raise BuildError(f"two sessions named {k.name!r}: {keys[k.name][0]} and {p}")
@@ -191,50 +166,6 @@ def plan(sessions: list[Path], opts: BuildOptions) -> list[SessionPlan]:
 
 # --------------------------------------------------------------------------------------------
 # one sequence
-
-
-@dataclass
-class _Timing:
-    """What the session says about its trigger train and wiring."""
-
-    period_us: float
-    channel: int
-    exposure_from_edges: bool
-    pulses_sent: int | None
-
-
-def _timing(manifest: dict[str, Any]) -> _Timing:
-    trig = manifest.get("settings", {}).get("trigger", {})
-    rate_hz = float(trig.get("rate_hz") or trig.get("rate_mhz", 20000) / 1000.0)
-    if rate_hz <= 0:
-        raise BuildError(f"trigger rate {rate_hz} Hz in the manifest")
-    wiring = manifest.get("wiring", {})
-    sent = manifest.get("counts", {}).get("pulses_sent")
-    return _Timing(1e6 / rate_hz, int(wiring.get("event_trigger_channel", 0)),
-                   bool(wiring.get("exposure_active_to_event", False)),
-                   int(sent) if sent else None)
-
-
-def _pair(reader: Any, triggers: np.ndarray, tm: _Timing, opts: BuildOptions) -> SyncResult:
-    meta = reader.frame_meta
-    mcu = reader.mcu_pulses
-    rise, fall = rising_edges(triggers, tm.channel)
-    return pair_streams(
-        rise, meta["frame_id"], meta["t_device_ns"], mcu["pulse_index"], mcu["t_mcu_us"],
-        period_us=tm.period_us, num_pulses=tm.pulses_sent, frame_incomplete=meta["incomplete"],
-        falling_t_us=fall if tm.exposure_from_edges else None,
-        first_frame_id=first_frame_id(reader.manifest),
-        frame_id_modulus=FRAME_ID_MODULUS, cfg=opts.sync)
-
-
-def first_frame_id(manifest: dict[str, Any]) -> int | None:
-    """The id the frame camera gives its first exposure: the manifest's
-    `devices.frame_camera.extra.first_frame_id`, else 0 on the simulated rig (its counter starts
-    at 0 on start()), else unknown."""
-    extra = manifest.get("devices", {}).get("frame_camera", {}).get("extra", {}) or {}
-    if "first_frame_id" in extra:
-        return int(extra["first_frame_id"])
-    return 0 if manifest.get("sim") else None
 
 
 def _triggers_only(events_path: Path, chunk_bytes: int) -> np.ndarray:
@@ -268,21 +199,20 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
             if entry is not None:
                 entry["report"] = {"resumed": True}
                 return entry
-        if reader.status not in ("complete", "interrupted"):
-            raise BuildError(f"{p.path}: session status is {reader.status!r} (need complete or "
-                             "interrupted)")
+        if reader.status not in BUILDABLE_STATUSES:
+            raise BuildError(f"{p.path}: session status is {reader.status!r} (need "
+                             f"{' or '.join(BUILDABLE_STATUSES)})")
         if not reader.events_path.is_file():
             raise BuildError(f"{reader.events_path}: missing")
         manifest = reader.manifest
-        tm = _timing(manifest)
         align = Alignment.from_file(opts.calib_path)
         writer = SequenceWriter(out_path, align.height, align.width)
         job = None
         try:
             sync = None
             if opts.image_workers > 0:
-                sync = _pair(reader, _triggers_only(reader.events_path, opts.decode_chunk_bytes),
-                             tm, opts)
+                sync = pair_session(reader, _triggers_only(reader.events_path,
+                                                           opts.decode_chunk_bytes), opts.sync)
                 job = _ImageJob.start(p, opts, reader, sync, out_path)
             # events: streaming decode -> aligned (cropped grid) -> appended; triggers collected
             trig_chunks = []
@@ -303,14 +233,14 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
             writer.finish_events()
             if sync is None:
                 triggers = np.concatenate(trig_chunks) if trig_chunks else np.zeros(0, TRIGGER_DTYPE)
-                sync = _pair(reader, triggers, tm, opts)
+                sync = pair_session(reader, triggers, opts.sync)
 
             # windows on the event clock
             n = sync.num_pairs
             exp_t0 = sync.edge_t_us + int(opts.trigger_delay_us)
             exposure_us = reader.frame_meta["exposure_us"][sync.frame_index].astype(np.float64)
             exp_t1 = exp_t0 + np.rint(exposure_us).astype(np.int64)
-            if tm.exposure_from_edges:
+            if manifest.wiring.exposure_active_to_event:
                 exp_t1 = np.where(sync.edge_fall_t_us > exp_t0, sync.edge_fall_t_us, exp_t1)
             ev_t0, ev_t1 = event_windows(exp_t0, exp_t1, opts.window, opts.window_ms)
             idx0 = writer.event_index(ev_t0)
@@ -348,7 +278,7 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
                 "labels_missing": result["labels_missing"], "events_decoded": int(n_raw),
                 "events_kept": int(writer.num_events),
                 "events_reordered": int(writer.events_reordered),
-                "duration_s": float(manifest.get("duration_s") or 0.0),
+                "duration_s": float(manifest.duration_s),
                 "image_workers": int(opts.image_workers),
             }
             writer.write_extra("report", json.dumps(report))
@@ -367,18 +297,15 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
     finally:
         reader.close()
     report["build_s"] = time.perf_counter() - t_start
-    report["recording_s"] = _recording_seconds(sync, tm.period_us)
+    report["recording_s"] = _recording_seconds(sync, manifest.trigger_period_us)
     return {"name": p.name, "file": out_path.name, "num_pairs": int(n),
             "num_labelled": int(result["has_label"].sum()), "sha256": sha, "time_of_day": tod,
             "scene": p.scene, "session": reader.name, "report": report}
 
 
 def _has_masks(reader: Any) -> bool:
-    gt = reader.ground_truth_dir
-    if gt is None or not (gt / "labels.h5").is_file():
-        return False
-    with h5py.File(gt / "labels.h5", "r") as f:
-        return "instances" in f
+    truth = reader.ground_truth
+    return truth is not None and truth.has_instances()
 
 
 def make_pair_images(reader: Any, sequence: str, opts: BuildOptions, align: Any, sync: SyncResult,
@@ -551,8 +478,6 @@ class LabelSource:
         self.missing = 0
         self.shape = (align.height, align.width)
         self._files: dict[int, Path] = {}
-        self._gt = None
-        self._gt_row: dict[int, int] = {}
         if opts.labels_dir is not None:
             mapping = None
             if opts.label_mapping is not None:
@@ -563,41 +488,35 @@ class LabelSource:
             self._files = find_label_files(Path(opts.labels_dir) / sequence)
             if self._files:
                 self.kind = "annotations"
-        gt = reader.ground_truth_dir
-        if gt is not None and (gt / "labels.h5").is_file():
-            self._gt = h5py.File(gt / "labels.h5", "r")
-            rows = self._gt["pulse_index"][()]
-            self._gt_row = {int(k): i for i, k in enumerate(rows)}
-            self._gt_path = gt / "labels.h5"
-            if self.kind == "none":
-                self.kind = "simulator"
+        truth = reader.ground_truth
+        self._gt: GroundTruthLabels | None = truth.open_labels() if truth is not None else None
+        if self._gt is not None and self.kind == "none":
+            self.kind = "simulator"
 
     def close(self) -> None:
         if self._gt is not None:
             self._gt.close()
             self._gt = None
 
-    @property
-    def has_masks(self) -> bool:
-        return self._gt is not None and "instances" in self._gt
-
     def label(self, i: int) -> np.ndarray | None:
         fid = int(self.sync.frame_id[i])
         if fid in self._files:
             return read_label_png(self._files[fid], self.shape, self._lut)
         if self._gt is not None:
-            row = self._gt_row.get(int(self.sync.pulse_index[i]))
+            row = self._gt.row(int(self.sync.pulse_index[i]))
             if row is not None:
-                raw = validate_train_ids(self._gt["labels"][row], f"{self._gt_path} row {row}")
+                raw = validate_train_ids(self._gt.labels(row), f"{self._gt.path} row {row}")
                 return self.align.label(raw, 255)
         self.missing += 1
         return None
 
     def mask(self, i: int) -> np.ndarray | None:
-        row = self._gt_row.get(int(self.sync.pulse_index[i]))
-        if row is None or self._gt is None:
+        if self._gt is None:
             return None
-        return self.align.label(self._gt["instances"][row], 0)
+        row = self._gt.row(int(self.sync.pulse_index[i]))
+        if row is None:
+            return None
+        return self.align.label(self._gt.instances(row), 0)
 
 
 # --------------------------------------------------------------------------------------------

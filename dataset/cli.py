@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from common.lazycli import LazyGroup
 from rig import __version__
-from rig.lazycli import LazyGroup
 
 # name -> "module:click command"; each module owns its commands and is imported only when used.
 LAZY = {

@@ -67,7 +67,7 @@ def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...
     from dataset.builder import build as run_build
     from dataset.labels import LabelError
     from dataset.splits import SplitError
-    from dataset.sync import SyncConfig
+    from rig.sync import SyncConfig
 
     if window is None:
         window = "ms"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dataset.rpea_format import TIMES_OF_DAY
+from rig.session import SessionManifest
 
 ALPHA = 0.1  # HSV V below: under-exposed
 BETA = 0.9  # HSV V above: over-exposed
@@ -42,10 +43,9 @@ def exposure_fractions(rgb: np.ndarray, alpha: float = ALPHA, beta: float = BETA
     return over, under
 
 
-def time_of_day_from_manifest(manifest: dict) -> str | None:
+def time_of_day_from_manifest(manifest: SessionManifest) -> str | None:
     """"day" | "night" | "dusk" | "tunnel" when the manifest says so (field or scenario name)."""
-    for key in ("time_of_day", "scenario"):
-        value = manifest.get(key)
+    for value in (manifest.time_of_day, manifest.scenario):
         if isinstance(value, str):
             low = value.lower()
             for tod in TIMES_OF_DAY:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-
 import click
+
+from common.lazycli import LazyGroup
 
 # name -> "module:click command"; a subcommand's module is imported only when it is used
 LAZY = {
@@ -17,18 +17,7 @@ LAZY = {
 }
 
 
-class _Lazy(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(LAZY)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in LAZY:
-            return None
-        mod, attr = LAZY[name].split(":")
-        return getattr(importlib.import_module(mod), attr)
-
-
-@click.group(cls=_Lazy, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=LAZY, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """CACD: event + frame semantic segmentation (MiT encoders, HFCA, JBCD, SegFormer decoder).
 

@@ -91,6 +91,15 @@ class TriggerSettings:
         return int(round(self.rate_hz * 1000.0))
 
 
+@dataclass
+class Wiring:
+    """Which cable carries what (rig.yaml's `wiring`, stored in every session manifest)."""
+
+    trigger_to: list[str] = field(default_factory=lambda: ["frame:Line3", "event:TRIG_IN"])
+    event_trigger_channel: int | None = 0  # EXT_TRIGGER channel the pulses arrive on; None: none
+    exposure_active_to_event: bool = False  # FLIR ExposureActive drives the EVK4 trigger-in
+
+
 @dataclass(frozen=True)
 class EventRates:
     """Live counters of the event camera since recording started."""

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rig import __version__
 from rig.devices import (
     EventCamera,
     EventCameraSettings,
@@ -31,19 +30,22 @@ from rig.devices import (
     GrabTimeout,
     TriggerController,
     TriggerSettings,
+    Wiring,
 )
 from rig.frame_ids import FrameIdTracker
 from rig.session import (
     EVENTS_RAW,
     FRAMES_H5,
     GROUND_TRUTH,
-    MANIFEST,
-    SCHEMA_VERSION,
+    SESSION_ENTRIES,
     TRIGGERS_CSV,
+    FrameIdScheme,
     FramesWriter,
+    SessionCounts,
+    SessionManifest,
+    SessionSettings,
     TriggersCsvWriter,
     utc_now_iso,
-    write_json_atomic,
 )
 
 
@@ -107,7 +109,7 @@ class RigDevices:
     event_camera: EventCamera
     frame_camera: FrameCamera
     trigger: TriggerController
-    sim_rig: Any = None  # rig.sim.world.SimRig on the simulated rig
+    sim_rig: Any = None  # the simulated rig (registry kind "rig", backend "sim")
     rig_config: Any = None  # rig.rigconfig.RigConfig when devices came from a rig.yaml
 
     def close(self) -> None:
@@ -205,12 +207,12 @@ def estimate_bytes(opts: RecordOptions, frame_w: int, frame_h: int) -> int:
 def open_devices(opts: RecordOptions) -> RigDevices:
     """The simulated rig, a rig.yaml, or backends named on the command line."""
     if opts.sim:
-        from rig.sim.world import SimConfig, SimRig
+        from rig.registry import create_device
 
         faults = {k: frozenset(v) for k, v in opts.sim_faults.items()}
-        sim = SimRig(SimConfig(scenario=opts.scenario, seed=opts.seed, full_res=opts.full_res,
-                               exposure_us=opts.exposure_us, pixel_format=opts.pixel_format,
-                               realtime=opts.realtime, **faults))
+        sim = create_device("rig", "sim", scenario=opts.scenario, seed=opts.seed,
+                            full_res=opts.full_res, exposure_us=opts.exposure_us,
+                            pixel_format=opts.pixel_format, realtime=opts.realtime, **faults)
         trigger = sim.trigger
         if opts.trigger_port:
             trigger = _serial_trigger(opts.trigger_port)
@@ -291,9 +293,11 @@ def record_session(opts: RecordOptions, *, stop_event: threading.Event | None = 
     if out.exists() and any(out.iterdir()):
         if not opts.overwrite:
             raise RecordError(f"{out} exists and is not empty (choose another --out or pass --overwrite)")
-        for name in (MANIFEST, EVENTS_RAW, FRAMES_H5, TRIGGERS_CSV):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / GROUND_TRUTH, ignore_errors=True)
+        for name in SESSION_ENTRIES:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name, ignore_errors=True)
+            else:
+                (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     if opts.duration_s <= 0 or (opts.rate_hz is not None and opts.rate_hz <= 0):
         raise RecordError("--duration and --rate must be positive")
@@ -341,24 +345,21 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
     ev.configure(ev_settings)
     fr.configure(fr_settings)
     tr.configure(tr_settings)
-    manifest: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "tool_version": __version__, "status": "recording",
-        "started_utc": utc_now_iso(), "stopped_utc": None, "sim": dev.sim_rig is not None,
-        "scenario": opts.scenario if dev.sim_rig is not None else None,
-        "seed": opts.seed if dev.sim_rig is not None else None,
-        "duration_s": opts.duration_s,
-        "devices": {"event_camera": ev.info().to_dict(), "frame_camera": fr.info().to_dict(),
-                    "trigger": tr.info().to_dict()},
-        "settings": {"event_camera": asdict(ev_settings), "frame_camera": asdict(fr_settings),
-                     "trigger": {**asdict(tr_settings), "rate_mhz": tr_settings.rate_mhz},
-                     "sim_faults": opts.sim_faults},
-        "wiring": cfg.wiring if cfg else {"trigger_to": ["frame:Line3", "event:TRIG_IN"],
-                                          "event_trigger_channel": 0, "exposure_active_to_event": False},
-        "rig_config": cfg.to_dict() if cfg else None,
-        "geometry": {"event": [ev.width, ev.height], "frame": [fr.width, fr.height]},
-        "counts": {}, "status_detail": "",
-    }
-    write_json_atomic(out / MANIFEST, manifest)
+    is_sim = dev.sim_rig is not None
+    manifest = SessionManifest(
+        status="recording", started_utc=utc_now_iso(), sim=is_sim,
+        scenario=opts.scenario if is_sim else None, seed=opts.seed if is_sim else None,
+        duration_s=opts.duration_s,
+        devices={"event_camera": ev.info(), "frame_camera": fr.info(), "trigger": tr.info()},
+        settings=SessionSettings(ev_settings, fr_settings, tr_settings,
+                                 {k: list(v) for k, v in opts.sim_faults.items()}),
+        wiring=copy.deepcopy(cfg.wiring) if cfg else Wiring(),
+        rig_config=cfg.to_dict() if cfg else None,
+        sensor_sizes={"event": (ev.width, ev.height), "frame": (fr.width, fr.height)},
+        frame_ids=FrameIdScheme(getattr(fr, "frame_id_modulus", None),
+                                getattr(fr, "frame_id_first", 0),
+                                getattr(fr, "frame_id_first_exposure", None)))
+    manifest.save(out)
     if dev.sim_rig is not None:
         dev.sim_rig.attach_ground_truth(out / GROUND_TRUTH)
 
@@ -433,16 +434,15 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
         status_line.close()
         rates = ev.rates()
         c = pipeline.counts
-        counts = {
-            "pulses_sent": pulses_emitted, "pulse_reports": triggers_csv.count,
-            "frames_received": c["received"], "frames_written": c["written"],
-            "frames_dropped": c["frame_id_gaps"] + c["dropped_queue_full"],
-            "frames_dropped_camera": c["frame_id_gaps"], "frames_dropped_queue": c["dropped_queue_full"],
-            "frames_missing": max(0, pulses_emitted - c["received"] - c["frame_id_gaps"]),
-            "frames_incomplete": c["incomplete"], "trigger_events": rates.triggers_total,
-            "events": rates.events_total, "bytes_events": rates.bytes_written,
-        }
-        manifest.update({"status": status, "status_detail": detail, "stopped_utc": utc_now_iso(),
-                         "counts": counts})
-        write_json_atomic(out / MANIFEST, manifest)
-    return RecordSummary(out, status, time.monotonic() - t0, counts, detail)
+        counts = SessionCounts(
+            pulses_sent=pulses_emitted, pulse_reports=triggers_csv.count,
+            frames_received=c["received"], frames_written=c["written"],
+            frames_dropped=c["frame_id_gaps"] + c["dropped_queue_full"],
+            frames_dropped_camera=c["frame_id_gaps"], frames_dropped_queue=c["dropped_queue_full"],
+            frames_missing=max(0, pulses_emitted - c["received"] - c["frame_id_gaps"]),
+            frames_incomplete=c["incomplete"], trigger_events=rates.triggers_total,
+            events=rates.events_total, bytes_events=rates.bytes_written)
+        manifest.status, manifest.status_detail = status, detail
+        manifest.stopped_utc, manifest.counts = utc_now_iso(), counts
+        manifest.save(out)
+    return RecordSummary(out, status, time.monotonic() - t0, asdict(counts), detail)

@@ -17,7 +17,7 @@ class BackendUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class BackendSpec:
-    kind: str  # "event_camera" | "frame_camera" | "trigger"
+    kind: str  # "event_camera" | "frame_camera" | "trigger" | "rig" (a whole simulated rig)
     name: str
     target: str  # "package.module:ClassName"
     install_hint: str
@@ -42,8 +42,8 @@ def backend_spec(kind: str, name: str) -> BackendSpec:
         raise BackendUnavailable(f"unknown {kind} backend {name!r} (known: {known})") from None
 
 
-def load_backend_class(kind: str, name: str) -> type:
-    """Import the backend's module now and return its class."""
+def load_backend_class(kind: str, name: str) -> Any:
+    """Import the backend's module now and return its class (or factory function)."""
     spec = backend_spec(kind, name)
     module_name, _, attr = spec.target.partition(":")
     try:
@@ -59,11 +59,13 @@ def load_backend_class(kind: str, name: str) -> type:
 
 
 def create_device(kind: str, name: str, **kwargs: Any) -> Any:
-    """Instantiate a backend by name (not opened yet)."""
+    """Instantiate a backend by name (not opened yet); the target may be a class or a factory."""
     return load_backend_class(kind, name)(**kwargs)
 
 
-# The built-in table. Each backend module is imported only by `load_backend_class`.
+# The built-in table. Each backend module is imported only by `load_backend_class`. The
+# simulated rig is a whole rig (its three devices share one simulated world): kind "rig".
+register_backend("rig", "sim", "rig.sim.world:create_sim_rig", "part of this package")
 register_backend("event_camera", "sim", "rig.sim.devices:SimEventCamera", "part of this package")
 register_backend("frame_camera", "sim", "rig.sim.devices:SimFrameCamera", "part of this package")
 register_backend("trigger", "sim", "rig.sim.mcu:SimTrigger", "part of this package")

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rig.devices import EventCameraSettings, FrameCameraSettings, TriggerSettings
+from rig.devices import EventCameraSettings, FrameCameraSettings, TriggerSettings, Wiring
 
 #: Keys a device section may carry besides `backend` and `settings` (passed to the backend).
 DEVICE_ARGS = {
@@ -48,7 +48,7 @@ class RigConfig:
     event_camera: DeviceSection
     frame_camera: DeviceSection
     trigger: DeviceSection
-    wiring: dict[str, Any]
+    wiring: Wiring
 
     @property
     def event_settings(self) -> EventCameraSettings:
@@ -75,7 +75,7 @@ class RigConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """For the session manifest."""
-        out: dict[str, Any] = {"path": str(self.path), "wiring": dict(self.wiring)}
+        out: dict[str, Any] = {"path": str(self.path), "wiring": dataclasses.asdict(self.wiring)}
         for kind in ("event_camera", "frame_camera", "trigger"):
             section: DeviceSection = getattr(self, kind)
             out[kind] = {"backend": section.backend, **section.args,
@@ -187,7 +187,7 @@ def _coerce(value: Any, default: Any, annotation: Any, path: Path, where: str) -
     return value
 
 
-def _wiring(wiring: Any, path: Path) -> dict[str, Any]:
+def _wiring(wiring: Any, path: Path) -> Wiring:
     if not isinstance(wiring, dict):
         raise RigConfigError(f"{path}: wiring must be a mapping")
     _no_unknown(wiring, WIRING_KEYS, path, "wiring.")
@@ -200,15 +200,15 @@ def _wiring(wiring: Any, path: Path) -> dict[str, Any]:
     ea = wiring.get("exposure_active_to_event", False)
     if not isinstance(ea, bool):
         raise RigConfigError(f"{path}: wiring.exposure_active_to_event must be true or false")
-    return {"trigger_to": list(trigger_to), "event_trigger_channel": channel, "exposure_active_to_event": ea}
+    return Wiring(list(trigger_to), channel, ea)
 
 
 def _check_wiring(config: RigConfig, *, explicit_event_channel: bool) -> None:
     """The wiring and the device settings must describe the same cables."""
     path, wiring = config.path, config.wiring
     frame, event = config.frame_settings, config.event_settings
-    frame_lines = [t.split(":", 1)[1] for t in wiring["trigger_to"] if t.startswith("frame:")]
-    event_in = any(t.startswith("event:") for t in wiring["trigger_to"])
+    frame_lines = [t.split(":", 1)[1] for t in wiring.trigger_to if t.startswith("frame:")]
+    event_in = any(t.startswith("event:") for t in wiring.trigger_to)
     if frame_lines:
         if frame.trigger_source is None:
             raise RigConfigError(f"{path}: wiring.trigger_to drives frame:{frame_lines[0]} but "
@@ -216,15 +216,15 @@ def _check_wiring(config: RigConfig, *, explicit_event_channel: bool) -> None:
         if frame.trigger_source not in frame_lines:
             raise RigConfigError(f"{path}: frame_camera.settings.trigger_source is {frame.trigger_source} "
                                  f"but wiring.trigger_to drives frame:{frame_lines[0]}")
-    if wiring["exposure_active_to_event"]:
+    if wiring.exposure_active_to_event:
         if frame.strobe_line is None:
             raise RigConfigError(f"{path}: wiring.exposure_active_to_event is true but "
                                  "frame_camera.settings.strobe_line names no output line (e.g. Line1)")
         if event_in:
             raise RigConfigError(f"{path}: the EVK4 trigger-in has one source: drop event:TRIG_IN from "
                                  "wiring.trigger_to when ExposureActive drives it")
-    needs_event_channel = event_in or wiring["exposure_active_to_event"]
-    channel = wiring["event_trigger_channel"]
+    needs_event_channel = event_in or wiring.exposure_active_to_event
+    channel = wiring.event_trigger_channel
     if needs_event_channel:
         if channel is None:
             raise RigConfigError(f"{path}: wiring.event_trigger_channel is empty but a signal drives the "

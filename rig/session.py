@@ -1,34 +1,53 @@
 """The session folder: what `rig record` writes and everything downstream reads.
 
-Layout and fields: docs/session-format.md. Writers never leave a half-written manifest (temp +
-rename) and flush frames and trigger reports as they go, so an interrupted or crashed recording
-keeps what was received.
+Layout and fields: docs/session-format.md. `SessionManifest` is the one reader and writer of
+`session.json` (no other module parses it); writers never leave a half-written manifest (atomic
+publish) and flush frames and trigger reports as they go, so an interrupted or crashed
+recording keeps what was received.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
-import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import hdf5plugin
 import numpy as np
 
+from common.atomic import write_json_atomic
 from rig import __version__
-from rig.devices import Frame
+from rig.devices import (
+    DeviceInfo,
+    EventCameraSettings,
+    Frame,
+    FrameCameraSettings,
+    TriggerSettings,
+    Wiring,
+)
+from rig.geometry import RigGeometry
+from rig.ground_truth import GROUND_TRUTH_DIR, GroundTruth
 
-SCHEMA_VERSION = "1.0"
+#: 1.1 added `frame_ids` (how the frame camera numbers frames) and the optional `time_of_day` and
+#: `scene`; readers take every 1.x manifest (docs/session-format.md lists the defaults).
+SCHEMA_VERSION = "1.1"
 MANIFEST = "session.json"
 EVENTS_RAW = "events.raw"
 FRAMES_H5 = "frames.h5"
 TRIGGERS_CSV = "triggers.csv"
-GROUND_TRUTH = "ground_truth"
+GROUND_TRUTH = GROUND_TRUTH_DIR
+#: Every file and folder a recording creates (what `--overwrite` replaces).
+SESSION_ENTRIES = (MANIFEST, EVENTS_RAW, FRAMES_H5, TRIGGERS_CSV, GROUND_TRUTH)
+STATUSES = ("recording", "complete", "interrupted", "failed")
+#: Statuses whose data is complete up to where it stops (what `rpea build` accepts).
+BUILDABLE_STATUSES = ("complete", "interrupted")
 
 MCU_PULSE_DTYPE = np.dtype([("pulse_index", "<i8"), ("t_mcu_us", "<i8")])
 
@@ -41,34 +60,204 @@ def utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON next to `path` and rename over it: readers see the old or the new file, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+# ---- the manifest ------------------------------------------------------------------------------
+_T = TypeVar("_T")
+
+
+def _known_fields(cls: type[_T], data: Any, where: str) -> _T:
+    """`cls(**data)` with the keys `cls` has (others are derived or written by newer tools)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SessionError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=_json_default)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except (TypeError, ValueError) as exc:
+        raise SessionError(f"{where}: {exc}") from None
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+@dataclass
+class FrameIdScheme:
+    """How the frame camera numbers its frames: what pairing needs to count skipped ids.
+
+    GigE Vision 1.x block ids are 16 bit and run 1..65535 (0 is reserved): modulus 65535, first 1.
+    USB3 Vision and GigE Vision 2 extended ids are 64 bit: modulus None (never wraps).
+    """
+
+    modulus: int | None = None  # distinct ids before the counter wraps; None: it never does
+    first: int = 0  # the id after a wrap
+    first_exposure: int | None = None  # the id of the first exposure, when the backend knows it
+
+    #: What manifests before schema 1.1 imply: the builder then assumed 16-bit ids from 0.
+    LEGACY_MODULUS = 1 << 16
+
+
+@dataclass
+class SessionSettings:
+    """Every setting the devices were given."""
+
+    event_camera: EventCameraSettings = field(default_factory=EventCameraSettings)
+    frame_camera: FrameCameraSettings = field(default_factory=FrameCameraSettings)
+    trigger: TriggerSettings = field(default_factory=TriggerSettings)
+    sim_faults: dict[str, list[int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_camera": asdict(self.event_camera), "frame_camera": asdict(self.frame_camera),
+                "trigger": {**asdict(self.trigger), "rate_mhz": self.trigger.rate_mhz},
+                "sim_faults": {k: list(v) for k, v in self.sim_faults.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> SessionSettings:
+        d = d if isinstance(d, dict) else {}
+        ev = _known_fields(EventCameraSettings, d.get("event_camera"), f"{where} settings.event_camera")
+        if isinstance(ev.roi, list):
+            ev.roi = tuple(ev.roi)  # type: ignore[assignment]
+        trig = dict(d.get("trigger") or {})
+        if not trig.get("rate_hz"):
+            trig.pop("rate_hz", None)
+            if trig.get("rate_mhz"):
+                trig["rate_hz"] = float(trig["rate_mhz"]) / 1000.0
+        fr = _known_fields(FrameCameraSettings, d.get("frame_camera"), f"{where} settings.frame_camera")
+        return cls(ev, fr, _known_fields(TriggerSettings, trig, f"{where} settings.trigger"),
+                   {str(k): [int(i) for i in v] for k, v in (d.get("sim_faults") or {}).items()})
+
+
+@dataclass
+class SessionCounts:
+    """What arrived and what was lost (all counts since the recording started)."""
+
+    pulses_sent: int = 0
+    pulse_reports: int = 0
+    frames_received: int = 0
+    frames_written: int = 0
+    frames_dropped: int = 0
+    frames_dropped_camera: int = 0
+    frames_dropped_queue: int = 0
+    frames_missing: int = 0
+    frames_incomplete: int = 0
+    trigger_events: int = 0
+    events: int = 0
+    bytes_events: int = 0
+
+
+@dataclass
+class SessionManifest:
+    """`session.json`: devices, settings, wiring, counters and status of one recording."""
+
+    status: str = "recording"
+    status_detail: str = ""
+    started_utc: str | None = None
+    stopped_utc: str | None = None
+    sim: bool = False
+    scenario: str | None = None  # simulated rig only
+    seed: int | None = None  # simulated rig only
+    duration_s: float = 0.0  # asked for; what was recorded is counts.pulses_sent / rate
+    devices: dict[str, DeviceInfo] = field(default_factory=dict)  # event_camera, frame_camera, trigger
+    settings: SessionSettings = field(default_factory=SessionSettings)
+    wiring: Wiring = field(default_factory=Wiring)
+    rig_config: dict[str, Any] | None = None  # the rig.yaml the devices came from
+    sensor_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # "event"/"frame": (W, H)
+    counts: SessionCounts = field(default_factory=SessionCounts)
+    frame_ids: FrameIdScheme = field(default_factory=FrameIdScheme)
+    time_of_day: str | None = None  # "day" | "night" | "dusk" | "tunnel" when someone says so
+    scene: str | None = None
+    schema_version: str = SCHEMA_VERSION
+    tool_version: str = __version__
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise SessionError(f"session status {self.status!r} (one of {', '.join(STATUSES)})")
+
+    # -- derived -------------------------------------------------------------------------------
+    @property
+    def trigger_period_us(self) -> float:
+        rate_hz = float(self.settings.trigger.rate_hz)
+        if not rate_hz > 0:
+            raise SessionError(f"trigger rate {rate_hz} Hz in the manifest")
+        return 1e6 / rate_hz
+
+    @property
+    def pulses_sent(self) -> int | None:
+        """Pulses the MCU says it sent (None when the manifest does not know)."""
+        return int(self.counts.pulses_sent) or None
+
+    def sensor_size(self, camera: str) -> tuple[int, int] | None:
+        size = self.sensor_sizes.get(camera)
+        return (int(size[0]), int(size[1])) if size and all(size) else None
+
+    # -- JSON ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema_version": self.schema_version, "tool_version": self.tool_version,
+            "status": self.status, "started_utc": self.started_utc, "stopped_utc": self.stopped_utc,
+            "sim": self.sim, "scenario": self.scenario, "seed": self.seed,
+            "duration_s": self.duration_s,
+            "devices": {k: v.to_dict() for k, v in self.devices.items()},
+            "settings": self.settings.to_dict(), "wiring": asdict(self.wiring),
+            "rig_config": self.rig_config,
+            "geometry": {k: list(v) for k, v in self.sensor_sizes.items()},
+            "counts": asdict(self.counts), "status_detail": self.status_detail,
+            "frame_ids": asdict(self.frame_ids),
+        }
+        for key in ("time_of_day", "scene"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        return {**self.extra, **d}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = MANIFEST) -> SessionManifest:
+        if not isinstance(d, dict):
+            raise SessionError(f"{where}: expected a JSON object")
+        version = str(d.get("schema_version", ""))
+        if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise SessionError(f"{where}: schema version {version!r}, this tool reads {SCHEMA_VERSION}")
+        devices = {}
+        for kind, info in (d.get("devices") or {}).items():
+            devices[str(kind)] = _known_fields(DeviceInfo, info, f"{where} devices.{kind}")
+        if "frame_ids" in d:
+            frame_ids = _known_fields(FrameIdScheme, d["frame_ids"], f"{where} frame_ids")
+        else:  # schema 1.0
+            extra = (d.get("devices") or {}).get("frame_camera", {}).get("extra") or {}
+            first = extra.get("first_frame_id", 0 if d.get("sim") else None)
+            frame_ids = FrameIdScheme(FrameIdScheme.LEGACY_MODULUS, 0,
+                                      None if first is None else int(first))
+        known = {f.name for f in dataclasses.fields(cls)} | {"geometry"}
+        try:
+            return cls(
+                status=str(d.get("status", "recording")), status_detail=str(d.get("status_detail", "")),
+                started_utc=d.get("started_utc"), stopped_utc=d.get("stopped_utc"),
+                sim=bool(d.get("sim", False)), scenario=d.get("scenario"), seed=d.get("seed"),
+                duration_s=float(d.get("duration_s") or 0.0), devices=devices,
+                settings=SessionSettings.from_dict(d.get("settings"), where),
+                wiring=_known_fields(Wiring, d.get("wiring"), f"{where} wiring"),
+                rig_config=d.get("rig_config"),
+                sensor_sizes={str(k): (int(v[0]), int(v[1]))
+                              for k, v in (d.get("geometry") or {}).items()},
+                counts=_known_fields(SessionCounts, d.get("counts"), f"{where} counts"),
+                frame_ids=frame_ids, time_of_day=d.get("time_of_day"), scene=d.get("scene"),
+                schema_version=version, tool_version=str(d.get("tool_version", "")),
+                extra={k: v for k, v in d.items() if k not in known})
+        except (TypeError, ValueError, IndexError) as exc:
+            raise SessionError(f"{where}: {exc}") from None
+
+    def save(self, session_dir: str | os.PathLike[str]) -> None:
+        """Publish `session.json` atomically (readers see the old or the new manifest)."""
+        write_json_atomic(Path(session_dir) / MANIFEST, self.to_dict())
+
+    @classmethod
+    def load(cls, session_dir: str | os.PathLike[str]) -> SessionManifest:
+        path = Path(session_dir) / MANIFEST
+        if not path.is_file():
+            raise SessionError(f"{path}: no session manifest (is {Path(session_dir)} a session folder?)")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SessionError(f"{path}: cannot be read ({exc})") from None
+        except json.JSONDecodeError as exc:
+            raise SessionError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(data, str(path))
 
 
 class FramesWriter:
@@ -160,16 +349,7 @@ class SessionReader:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        manifest = self.path / MANIFEST
-        if not manifest.is_file():
-            raise SessionError(f"{manifest}: no session manifest (is {self.path} a session folder?)")
-        try:
-            self.manifest: dict[str, Any] = json.loads(manifest.read_text())
-        except json.JSONDecodeError as exc:
-            raise SessionError(f"{manifest}: not valid JSON ({exc})") from None
-        version = str(self.manifest.get("schema_version", ""))
-        if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-            raise SessionError(f"{manifest}: schema version {version!r}, this tool reads {SCHEMA_VERSION}")
+        self.manifest = SessionManifest.load(self.path)
         self._frames_h5: h5py.File | None = None
 
     @property
@@ -178,7 +358,7 @@ class SessionReader:
 
     @property
     def status(self) -> str:
-        return str(self.manifest.get("status", "unknown"))
+        return self.manifest.status
 
     @property
     def events_path(self) -> Path:
@@ -189,9 +369,14 @@ class SessionReader:
         return self.path / FRAMES_H5
 
     @property
-    def ground_truth_dir(self) -> Path | None:
-        gt = self.path / GROUND_TRUTH
-        return gt if gt.is_dir() else None
+    def ground_truth(self) -> GroundTruth | None:
+        """The simulator's ground truth (None for a real recording)."""
+        return GroundTruth.of_session(self.path)
+
+    def ground_truth_geometry(self) -> RigGeometry | None:
+        """The simulator's true rig geometry (None for a real recording)."""
+        truth = self.ground_truth
+        return truth.geometry() if truth is not None else None
 
     def _h5(self) -> h5py.File:
         if self._frames_h5 is None:
@@ -241,17 +426,9 @@ class SessionReader:
 
     def decode_events(self) -> tuple[np.ndarray, np.ndarray]:
         """All events and trigger edges of `events.raw` (see rig.evt3.decode_file)."""
-        from rig.evt3 import decode_file
+        from rig.evt import decode_file
 
         return decode_file(self.events_path)
-
-    def ground_truth_geometry(self):  # -> RigGeometry | None
-        gt = self.ground_truth_dir
-        if gt is None or not (gt / "rig.json").is_file():
-            return None
-        from rig.sim.optics import RigGeometry
-
-        return RigGeometry.load_json(gt / "rig.json")
 
     def close(self) -> None:
         if self._frames_h5 is not None:

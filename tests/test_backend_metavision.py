@@ -10,8 +10,8 @@ import pytest
 from fakes import fake_metavision_hal as fhal
 
 from rig.devices import DeviceError, EventCameraSettings
+from rig.evt.header import read_header
 from rig.evt3 import EVENT_DTYPE, TRIGGER_DTYPE, decode_file
-from rig.raw_header import read_header
 from rig.registry import BackendUnavailable, create_device
 
 W, H = 1280, 720

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from calib_synthetic_views import synthetic_views
 from click.testing import CliRunner
 
 from calibration.accuracy import truth_alignment_error
@@ -17,7 +18,6 @@ from calibration.align import event_to_aligned, frame_to_aligned
 from calibration.board import Board
 from calibration.io import load_calibration
 from calibration.pipeline import CalibOptions, calibrate_views, detect_views
-from calibration.synthetic import synthetic_views
 from rig.cli import main as rig_main
 from rig.sim.checkerboard import make_scene
 from rig.sim.optics import RigGeometry, default_rig, rotation_from_euler_deg

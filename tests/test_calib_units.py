@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from calib_synthetic_views import event_pose
 
 from calibration.accuracy import (
     calibration_from_geometry,
@@ -13,14 +14,14 @@ from calibration.accuracy import (
 )
 from calibration.align import EventAligner, ImageAligner, event_to_aligned, frame_to_aligned
 from calibration.board import Board, parse_pattern
-from calibration.detect import check_view, detect_corners, normalise_order, to_rgb
+from calibration.detect import check_view, detect_corners, normalise_order
 from calibration.event_views import count_images, estimate_blink_hz, event_view
-from calibration.geometry import project_normalized, undistort_to_normalized
 from calibration.io import CalibrationFileError, load_calibration, save_calibration
 from calibration.mono import MonoResult
 from calibration.relation import choose_model
-from calibration.synthetic import event_pose
 from rig.evt3 import EVENT_DTYPE
+from rig.frames import to_rgb
+from rig.geometry import project_normalized, undistort_to_normalized
 from rig.sim.checkerboard import CheckerboardScene, make_scene
 from rig.sim.optics import RigGeometry, default_rig
 

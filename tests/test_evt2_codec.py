@@ -86,7 +86,7 @@ def test_evt2_fuzz_random_bytes(tmp_path, body):
 def evt2_word_histogram(path) -> dict[str, int]:
     """Counts per EVT2 word type of the whole words of `path` (the kernel counts CD words by
     difference, so this is what its statistics must equal)."""
-    from rig._evt_common import EVT2_WORD_NAMES
+    from rig.evt.common import EVT2_WORD_NAMES
 
     data = path.read_bytes()[RawReader(path).header.size_bytes :]
     words = np.frombuffer(data[: len(data) // 4 * 4], "<u4")
@@ -108,7 +108,7 @@ def test_evt2_word_counts_match_a_histogram_of_the_words(shared_data_dir, tmp_pa
 def test_evt2_trigger_output_grows_when_the_sample_has_none(tmp_path):
     """The trigger output is sized from the first words; triggers only after them must make the
     kernel stop at a full output and resume, losing nothing (also in small read pieces)."""
-    import rig._raw_reader as raw_reader
+    import rig.evt.reader as raw_reader
 
     rng = np.random.default_rng(3)
     n = 120_000  # CD words, well past the sampled first words

@@ -34,7 +34,7 @@ def concat_chunks(path, chunk_bytes, **kw):
 
 def word_histogram(path) -> dict[str, int]:
     """Counts per EVT3 word type of the whole words of `path`: what the statistics must say."""
-    from rig._evt_common import EVT3_WORD_NAMES
+    from rig.evt.common import EVT3_WORD_NAMES
 
     data = path.read_bytes()[RawReader(path).header.size_bytes :]
     words = np.frombuffer(data[: len(data) // 2 * 2], "<u2")
@@ -215,7 +215,7 @@ def test_fuzz_encode_decode_roundtrip(tmp_path, stream):
 def test_read_in_small_pieces_equals_one_piece(shared_data_dir, monkeypatch, name):
     """`read_all` reads the file in pieces into one buffer and decodes them into one output:
     many tiny pieces (the output sized from the first one, so it grows) give the same result."""
-    import rig._raw_reader as raw_reader
+    import rig.evt.reader as raw_reader
 
     path = shared_data_dir / "evt" / name
     ev, tr, stats = decode_file_with_stats(path)
@@ -229,7 +229,7 @@ def test_read_in_small_pieces_equals_one_piece(shared_data_dir, monkeypatch, nam
 def test_decode_table_rows_and_columns():
     """The EVT3 kernel's lookup: a row's y and in-geometry bit, an x column's x, polarity and
     in-geometry bit (x has 11 bits: a geometry wider than 2048 keeps every x)."""
-    from rig import _evt3_kernels as k
+    from rig.evt import evt3_kernels as k
 
     tab = k.decode_table(100, 50)
     ok = 1 << 48

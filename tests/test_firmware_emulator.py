@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from rig import trigger_protocol as tp
 from rig.devices import TriggerSettings
 from rig.trigger import SerialTrigger, TriggerDisconnected, TriggerReset
+from rig.trigger import protocol as tp
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware"

@@ -3,6 +3,7 @@ independent EVT3 decoder sees one rising trigger edge per frame, Ctrl-C keeps a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -32,7 +33,7 @@ def day_session(tmp_path_factory) -> Path:
 
 def test_counts_agree(day_session: Path) -> None:
     with SessionReader(day_session) as s:
-        c = s.manifest["counts"]
+        c = dataclasses.asdict(s.manifest.counts)
         assert c["pulses_sent"] == 30
         assert c["pulse_reports"] == 30 and len(s.mcu_pulses) == 30
         # one frame lost in transport (id gap), one delivered incomplete: both counted
@@ -56,9 +57,9 @@ def test_independent_decoder_agrees(day_session: Path) -> None:
         np.testing.assert_array_equal(np.asarray(ev.t, dtype=np.int64), events["t"])
         np.testing.assert_array_equal(np.asarray(ev.x), events["x"])
         rising = int((np.asarray(tr.value) == 1).sum())
-        assert rising == s.manifest["counts"]["pulses_sent"]
+        assert rising == s.manifest.counts.pulses_sent
         # frames received + frames dropped == rising edges: nothing unaccounted for
-        c = s.manifest["counts"]
+        c = dataclasses.asdict(s.manifest.counts)
         assert c["frames_received"] + c["frames_dropped"] == rising
 
 
@@ -67,7 +68,7 @@ def test_ground_truth_is_kept(day_session: Path) -> None:
     assert (gt / "rig.json").is_file() and (gt / "labels.h5").is_file()
     with SessionReader(day_session) as s:
         geom = s.ground_truth_geometry()
-        assert geom is not None and geom.event.size == tuple(s.manifest["geometry"]["event"])
+        assert geom is not None and geom.event.size == s.manifest.sensor_size("event")
 
 
 def test_sigint_leaves_interrupted_readable_session(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rig import trigger_protocol as tp
 from rig.devices import TriggerController, TriggerSettings
 from rig.sim.mcu import SimMCU, SimSerial, SimTrigger
+from rig.trigger import protocol as tp
 
 VECTORS = Path(__file__).resolve().parents[1] / "firmware" / "tests" / "vectors.txt"
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rig.devices import EventCamera, FrameCamera, TriggerController
-from rig.sim.optics import RigGeometry
+from rig.geometry import RigGeometry
 from rig.sim.scenarios import SCENARIOS, get_scenario
 from rig.sim.world import SimConfig, SimRig
 

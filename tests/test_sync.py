@@ -1,4 +1,4 @@
-"""Pairing frames <-> trigger edges <-> MCU pulses under injected faults (dataset/sync.py).
+"""Pairing frames <-> trigger edges <-> MCU pulses under injected faults (rig/sync.py).
 
 A synthetic pulse train is generated with three clocks (offsets, ppm drift, jitter); faults are
 injected by pulse index; every pair must carry the true pulse on both sides (zero mis-pairs), and
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataset.sync import (
+from rig.sync import (
     SyncConfig,
     SyncError,
     chain_from_times,

@@ -1,4 +1,4 @@
-"""The serial trigger client (rig/trigger.py) against the simulated MCU and scripted bad ports:
+"""The serial trigger client (rig/trigger/client.py) against the simulated MCU and scripted bad ports:
 banner and version handshake, garbage, timeouts, a restart mid-session, a vanished port."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from collections.abc import Callable
 import pytest
 import serial
 
-from rig import trigger_protocol as tp
 from rig.devices import TriggerSettings
 from rig.registry import create_device
 from rig.sim.mcu import SimMCU, SimSerial, SimTrigger
@@ -23,6 +22,7 @@ from rig.trigger import (
     TriggerReset,
     TriggerTimeout,
 )
+from rig.trigger import protocol as tp
 
 
 class ScriptedPort:

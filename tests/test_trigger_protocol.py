@@ -1,4 +1,4 @@
-"""The protocol table (rig/trigger_protocol.py) against its C copies: the generated header and the
+"""The protocol table (rig/trigger/protocol.py) against its C copies: the generated header and the
 timer arithmetic vectors the firmware's host tests replay.
 
 Regenerate both after changing the table: `RPEA_REGEN=1 .venv/bin/python -m pytest
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rig import trigger_protocol as tp
+from rig.trigger import protocol as tp
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 HEADER = FIRMWARE / "src" / "proto_spec.h"
@@ -35,7 +35,7 @@ def timing_vector_text() -> str:
         "# rate_mhz width_us -> prescaler top ocrb period_cyc width_cyc achieved_rate_mhz "
         "achieved_width_us",
         "#                   -> ERR <code>",
-        "# GENERATED from rig/trigger_protocol.py:plan_timer by tests/test_trigger_protocol.py;",
+        "# GENERATED from rig/trigger/protocol.py:plan_timer by tests/test_trigger_protocol.py;",
         "# firmware/tests/test_timing.c checks src/timing.c against every line.",
     ]
     cases = list(_CASES)
@@ -61,7 +61,7 @@ def _check_generated(path: Path, text: str) -> None:
     if os.environ.get("RPEA_REGEN"):
         path.write_text(text)
     assert path.read_text() == text, (
-        f"{path} is out of date with rig/trigger_protocol.py: regenerate it (see module docstring)"
+        f"{path} is out of date with rig/trigger/protocol.py: regenerate it (see module docstring)"
     )
 
 

@@ -1,6 +1,6 @@
 /* Timer arithmetic of the trigger: rate/width -> Timer1 prescaler and compare values, and the
  * cycle -> microsecond clock. Plain C (no AVR headers) so the host unit tests compile it with gcc;
- * the Python twin is rig/trigger_protocol.py:plan_timer (same integer steps). */
+ * the Python twin is rig/trigger/protocol.py:plan_timer (same integer steps). */
 #ifndef TIMING_H
 #define TIMING_H
 

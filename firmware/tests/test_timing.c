@@ -1,5 +1,5 @@
 /* Host unit test of the timer arithmetic (src/timing.c): the vectors shared with the Python twin
- * (rig/trigger_protocol.py:plan_timer), then invariants over a sweep of rates and widths. */
+ * (rig/trigger/protocol.py:plan_timer), then invariants over a sweep of rates and widths. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

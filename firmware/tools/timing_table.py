@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from rig import trigger_protocol as tp  # noqa: E402
+from rig.trigger import protocol as tp  # noqa: E402
 
 RATES_HZ = (0.25, 1, 5, 10, 15, 20, 25, 29.97, 30, 50, 59.94, 60, 100, 120, 200, 500, 1000, 10000)
 WIDTHS_US = (20, 100, 1000, 5000)

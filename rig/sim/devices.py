@@ -31,7 +31,7 @@ from rig.devices import (
     TriggerSettings,
     TriggerStatus,
 )
-from rig.sim.frame_sensor import PIXEL_FORMATS
+from rig.frames import PIXEL_FORMATS
 from rig.sim.mcu import SimMCU
 from rig.sim.mcu import SimTrigger as _McuTrigger
 
@@ -208,6 +208,11 @@ class SimEventCamera:
 
 class SimFrameCamera:
     """A BFS-U3-32S4C-like triggered frame camera with a bounded frame buffer."""
+
+    # frame ids count exposures from 0 at each start() and never wrap (USB3 Vision's 64-bit ids)
+    frame_id_modulus: int | None = None
+    frame_id_first = 0
+    frame_id_first_exposure: int | None = 0
 
     def __init__(self, rig: SimRig | None = None) -> None:
         self.rig = rig if rig is not None else default_rig_instance()

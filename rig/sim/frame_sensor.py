@@ -16,9 +16,8 @@ from dataclasses import asdict, dataclass
 import numba as nb
 import numpy as np
 
+from rig.frames import PIXEL_FORMATS
 from rig.sim import rng as R
-
-PIXEL_FORMATS = ("BayerRG8", "RGB8", "Mono8")
 
 
 @dataclass

@@ -2,7 +2,7 @@
 driven by the simulator, and an in-process serial port to reach it.
 
 `SimMCU` is a byte-for-byte twin of the firmware's interpreter (`firmware/src/proto.c`): the same
-table (`rig.trigger_protocol`), the same framing rules and the same replies; both are checked
+table (`rig.trigger.protocol`), the same framing rules and the same replies; both are checked
 against `firmware/tests/vectors.txt`. Pulse times follow the firmware's Timer1 arithmetic in CPU
 cycles, so a simulated pulse train has the period the real board would achieve.
 
@@ -18,9 +18,9 @@ import threading
 import time
 from collections import deque
 
-from rig import trigger_protocol as tp
 from rig.devices import DeviceInfo, PulseReport
 from rig.trigger import SerialTrigger, parse_status
+from rig.trigger import protocol as tp
 
 __all__ = ["SimMCU", "SimSerial", "SimTrigger", "parse_status"]
 

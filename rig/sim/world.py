@@ -70,6 +70,12 @@ class SimConfig:
     flush_interval_us: int = 20_000  # how often events go to the raw file (sim time)
 
 
+def create_sim_rig(**options: Any) -> SimRig:
+    """The simulated rig from `SimConfig` fields (what the device registry's "rig"/"sim" entry
+    calls, so the recorder reaches the simulator without importing it)."""
+    return SimRig(SimConfig(**options))
+
+
 @dataclass
 class DeviceClock:
     """A device's free-running clock: t_device = offset + t_true * (1 + drift_ppm * 1e-6)."""

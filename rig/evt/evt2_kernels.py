@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rig._evt3_kernels import _likely, _unlikely, put_at
+from rig.evt.evt3_kernels import _likely, _unlikely, put_at
 
 MAX_TIMESTAMP = ((1 << 28) - 1) << 6
 LOOP_THRESHOLD = 10000

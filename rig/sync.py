@@ -21,14 +21,19 @@ clock by a linear fit (a pair off the fit by more than `max_residual_frac` of a 
 dropped).
 
 Everything here is pure numpy on small arrays (one entry per pulse); the tests inject faults.
+`pair_session` is the one place a recorded session's frames meet its trigger edges: the RPEA
+builder and calibration's session source both pair through it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rig.session import SessionReader
 
 
 class SyncError(ValueError):
@@ -532,3 +537,25 @@ def _fit_residual(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if inl.sum() >= 3:
         a, b = np.polyfit(x0[inl], y0[inl], 1)
     return y0 - (a * x0 + b)
+
+
+# --------------------------------------------------------------------------------------------
+# a recorded session
+
+
+def pair_session(reader: SessionReader, triggers: np.ndarray,
+                 cfg: SyncConfig | None = None) -> SyncResult:
+    """Pair the frames of a recorded session with its trigger edges (`triggers` as decoded from
+    its events.raw), using what its manifest says: trigger period, trigger-in channel, pulses
+    sent, the frame camera's id scheme (wrap modulus, first id), and whether ExposureActive
+    drives the trigger input (then the falling edges end the exposures)."""
+    m = reader.manifest
+    meta = reader.frame_meta
+    mcu = reader.mcu_pulses
+    rise, fall = rising_edges(triggers, m.wiring.event_trigger_channel)
+    return pair_streams(
+        rise, meta["frame_id"], meta["t_device_ns"], mcu["pulse_index"], mcu["t_mcu_us"],
+        period_us=m.trigger_period_us, num_pulses=m.pulses_sent,
+        frame_incomplete=meta["incomplete"],
+        falling_t_us=fall if m.wiring.exposure_active_to_event else None,
+        first_frame_id=m.frame_ids.first_exposure, frame_id_modulus=m.frame_ids.modulus, cfg=cfg)

@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Any
 
-from rig import trigger_protocol as tp
 from rig.devices import DeviceError, DeviceInfo, PulseReport, TriggerSettings, TriggerStatus
+from rig.trigger import protocol as tp
 
 _POLL_S = 0.02  # read granularity: the port's read timeout
 _MAX_PARTIAL = 512  # bytes without a newline before the partial line is thrown away

@@ -1,5 +1,5 @@
-"""Synthetic calibration views rendered straight from the checkerboard scene and a rig geometry,
-without the event simulator: the frame image is the lit board with shot/read noise, the event
+"""Test helper: synthetic calibration views rendered straight from the checkerboard scene and a
+rig geometry, without the event simulator: the frame image is the lit board with shot/read noise, the event
 image comes from the expected event counts of one blink (log-intensity change over a per-pixel
 threshold) plus background-noise events. Used by tests and as a fast sanity check of the
 calibration, with the true corner positions alongside.
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibration.event_views import counts_to_image
+from rig.geometry import RigGeometry
 from rig.sim.checkerboard import CheckerboardScene
-from rig.sim.optics import RigGeometry
 
 
 @dataclass

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rig import _evt2_kernels as _k2
-from rig import _evt3_kernels as _k3
-from rig._evt_common import (
+from rig.evt import evt2_kernels as _k2
+from rig.evt import evt3_kernels as _k3
+from rig.evt.common import (
     ANOMALY_NAMES,
     EVENT_DTYPE,
     EVT2_WORD_NAMES,
@@ -28,7 +28,7 @@ from rig._evt_common import (
     TRIGGER_DTYPE,
     TRUNCATED,
 )
-from rig.raw_header import RawHeader, read_header
+from rig.evt.header import RawHeader, read_header
 
 #: Default chunk of `iter_chunks` (bytes of event words read per step).
 DEFAULT_CHUNK_BYTES = 4 << 20

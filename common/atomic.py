@@ -1,0 +1,126 @@
+"""Publish a file atomically: readers see the old file or the new one, never half of one.
+
+The one way every package writes a file that others read (session.json, calib.yaml, RPEA sequence
+files, index.json, checkpoints, reports): write a temporary file in the target's own folder (so the
+rename cannot cross a file system), fsync it, give it the mode a plain `open()` would have given
+(0o666 less the umask: `mkstemp` makes 0o600, which colleagues on shared lab storage cannot read),
+rename it over the target, fsync the folder (so the rename itself survives a power cut), and remove
+the temporary file when anything fails on the way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux tells it (/proc), else by the
+    set-and-restore dance (under a lock, so threads of this process do not race it)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def published_mode() -> int:
+    """The mode of a published file: what `open(path, "w")` would have created."""
+    return 0o666 & ~current_umask()
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Make a rename in `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp",
+                mkdir: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; when the block ends without an exception the file
+    written there is fsynced, given the published mode and renamed over `path`; otherwise it is
+    removed. `suffix` ends the temporary name (e.g. ".png" for writers that pick the format by
+    extension)."""
+    path = Path(path)
+    if mkdir:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.chmod(tmp, published_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any], *,
+                 suffix: str = ".tmp") -> None:
+    """`write(tmp_path)` then publish it as `path` (see `atomic_path`)."""
+    with atomic_path(path, suffix=suffix) as tmp:
+        write(tmp)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def json_default(obj: Any) -> Any:
+    """JSON for the numpy scalars and arrays, sets and paths that reports and manifests hold."""
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2,
+                      default: Callable[[Any], Any] | None = json_default) -> None:
+    """`data` as JSON (with a final newline) published atomically."""
+    write_text_atomic(path, json.dumps(data, indent=indent, default=default) + "\n")
