@@ -27,8 +27,10 @@ $(STAMP): pyproject.toml
 	else echo "note: GObject introspection headers missing: the Aravis backend tests will skip"; fi
 	@touch $@
 
+# ruff (style) and mypy (types: the packages listed in pyproject's [tool.mypy])
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 firmware-test: apt
 	@if [ -f firmware/Makefile ]; then $(MAKE) -C firmware test; fi

@@ -126,6 +126,7 @@ def calibrate(checkerboard: bool, pattern: str, square_mm: float, out_dir: Path,
         if session_dir is not None:
             source = session_views(session_dir, blink_hz=blink_hz, progress=not quiet)
         else:
+            assert frame_images and event_images  # checked above: they go together
             source = folder_views(frame_images, event_images)
         for note in source.notes:
             click.echo(f"note: {note}", err=True)

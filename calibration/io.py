@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from common.atomic import write_text_atomic
+
 CALIB_VERSION = "1.0"
+#: A matrix that `Calibration.__post_init__` derives from the others (files that omit it).
+_UNSET = np.empty((0, 0))
 MODELS = ("homography", "stereo")
 
 
@@ -43,8 +46,8 @@ class Calibration:
     rms_stereo: float
     alignment_error_px: dict[str, float] = field(default_factory=dict)
     yaml_text: str = ""  # the file verbatim (set by save/load)
-    K_aligned: np.ndarray | None = None  # pinhole matrix of the aligned grid
-    R_rect_frame: np.ndarray | None = None  # frame rays -> aligned camera (identity: homography)
+    K_aligned: np.ndarray = field(default_factory=lambda: _UNSET)  # pinhole matrix of the aligned grid
+    R_rect_frame: np.ndarray = field(default_factory=lambda: _UNSET)  # frame rays -> aligned camera
     plane_depth_m: float = float("inf")
     stereo: dict[str, np.ndarray] | None = None  # R1 R2 P1 P2 Q (stereo model)
     info: dict[str, str | float | int] = field(default_factory=dict)  # pattern, views, reason...
@@ -52,12 +55,16 @@ class Calibration:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"calibration model must be one of {MODELS}, got {self.model!r}")
-        if self.K_aligned is None:
+        if self.K_aligned is None or self.K_aligned.size == 0:  # the frame camera's K, cropped
             self.K_aligned = np.asarray(self.K_frame, np.float64).copy()
             self.K_aligned[0, 2] -= self.valid_roi[0]
             self.K_aligned[1, 2] -= self.valid_roi[1]
-        if self.R_rect_frame is None:
+        if self.R_rect_frame is None or self.R_rect_frame.size == 0:  # homography: identity
             self.R_rect_frame = np.eye(3)
+
+
+def _or_unset(m: np.ndarray | None) -> np.ndarray:
+    return _UNSET if m is None else m
 
 
 def _write_mat(fs: cv2.FileStorage, name: str, m: np.ndarray) -> None:
@@ -99,33 +106,16 @@ def to_yaml_text(calib: Calibration) -> str:
         fs.write(key, float(val))
     fs.endWriteStruct()
     fs.startWriteStruct("info", cv2.FileNode_MAP)
-    for key, val in calib.info.items():
-        fs.write(key, val if isinstance(val, str) else float(val))
+    for key, item in calib.info.items():
+        fs.write(key, item if isinstance(item, str) else float(item))
     fs.endWriteStruct()
     return fs.releaseAndGetString()
-
-
-def file_mode() -> int:
-    """0o666 less the process umask: what a plain open() would have given (mkstemp gives 0o600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def save_calibration(calib: Calibration, path: str | os.PathLike[str]) -> None:
     """Write calib.yaml atomically (temp file in the same folder, then rename)."""
     text = to_yaml_text(calib)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
     calib.yaml_text = text
 
 
@@ -167,8 +157,13 @@ def load_calibration(path: str | os.PathLike[str]) -> Calibration:
             m = m.reshape(shape)
         return m
 
-    def size(name: str, n_values: int = 2) -> tuple[int, ...]:
-        return tuple(int(round(v)) for v in mat(name, (n_values,)))
+    def size(name: str) -> tuple[int, int]:
+        w, h = (int(round(v)) for v in mat(name, (2,)))
+        return w, h
+
+    def roi(name: str) -> tuple[int, int, int, int]:
+        x, y, w, h = (int(round(v)) for v in mat(name, (4,)))
+        return x, y, w, h
 
     def real(name: str) -> float:
         return float(node(name).real())
@@ -195,11 +190,11 @@ def load_calibration(path: str | os.PathLike[str]) -> Calibration:
         size_frame=size("size_frame"), K_event=mat("K_event", (3, 3)),
         dist_event=mat("dist_event").ravel(), size_event=size("size_event"),
         R=mat("R", (3, 3)), T=mat("T", (3,)), model=model, H=mat("H", (3, 3)),
-        output_size=size("output_size"), valid_roi=size("valid_roi", 4),
+        output_size=size("output_size"), valid_roi=roi("valid_roi"),
         rms_frame=real("rms_frame"), rms_event=real("rms_event"), rms_stereo=real("rms_stereo"),
         alignment_error_px=mapping("alignment_error_px"), yaml_text=text,
-        K_aligned=mat("K_aligned", (3, 3), required=False),
-        R_rect_frame=mat("R_rect_frame", (3, 3), required=False),
+        K_aligned=_or_unset(mat("K_aligned", (3, 3), required=False)),
+        R_rect_frame=_or_unset(mat("R_rect_frame", (3, 3), required=False)),
         plane_depth_m=plane if plane > 0 else float("inf"), stereo=stereo, info=mapping("info"))
     fs.release()
     return calib

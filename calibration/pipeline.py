@@ -84,7 +84,7 @@ def detect_views(views: Iterable[tuple[int, str, np.ndarray | None, np.ndarray |
     """Detect the board in (id, label, frame grey, event image) views. With `dedupe_px`,
     consecutive views whose frame corners moved less than that are one pose: only its first
     complete pair is kept (a recording holds each pose for several triggers)."""
-    vs = ViewSet(tuple(frame_size), tuple(event_size))
+    vs = ViewSet((int(frame_size[0]), int(frame_size[1])), (int(event_size[0]), int(event_size[1])))
     last_pair: np.ndarray | None = None
     # disable=None: no bar when stderr is not a terminal (logs, CI)
     bar = tqdm(views, total=total, desc="detecting boards", unit="view",
@@ -103,10 +103,10 @@ def detect_views(views: Iterable[tuple[int, str, np.ndarray | None, np.ndarray |
         ed = detect_corners(eimg, board) if eimg is not None else None
         if ed is not None and not ed.ok:
             vs.rejected["event"][vid] = ed.reason
-        if fd is not None and fd.ok:
+        if fd is not None and fd.ok and fd.corners is not None:
             vs.frame_corners[vid] = fd.corners
             vs.methods["frame"][vid] = fd.method
-        if ed is not None and ed.ok:
+        if ed is not None and ed.ok and ed.corners is not None:
             vs.event_corners[vid] = ed.corners
             vs.methods["event"][vid] = ed.method
         if fd is not None and fd.ok and ed is not None and ed.ok:

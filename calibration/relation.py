@@ -209,9 +209,9 @@ def aligned_grid(K_full: np.ndarray, R_rect_frame: np.ndarray, H_full: np.ndarra
     w, h = size_frame
     pad_x, pad_y = w // 4, h // 4
     cw, ch = w + 2 * pad_x, h + 2 * pad_y
-    u, v = np.meshgrid(np.arange(cw, dtype=np.float64) - pad_x,
-                       np.arange(ch, dtype=np.float64) - pad_y)
-    u, v = u.ravel(), v.ravel()
+    u_grid, v_grid = np.meshgrid(np.arange(cw, dtype=np.float64) - pad_x,
+                                 np.arange(ch, dtype=np.float64) - pad_y)
+    u, v = u_grid.ravel(), v_grid.ravel()
     frame_ok = _sees(_apply3(R_rect_frame.T @ np.linalg.inv(K_full), u, v), K_frame, dist_frame,
                      size_frame)
     rays_ev = _apply3(np.linalg.inv(K_event) @ np.linalg.inv(H_full), u, v)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -15,24 +14,12 @@ import numpy as np
 
 from calibration.align import ImageAligner, event_image_to_aligned
 from calibration.board import Board
-from calibration.io import Calibration, file_mode
+from calibration.io import Calibration
 from calibration.pipeline import ViewSet
+from common.atomic import write_bytes_atomic
 
 PANEL_W, PANEL_H = 640, 420
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json_safe(obj):
@@ -50,7 +37,7 @@ def _json_safe(obj):
 
 
 def write_report_json(report: dict, path: str | os.PathLike[str]) -> None:
-    _atomic_write_bytes(Path(path), json.dumps(_json_safe(report), indent=2).encode())
+    write_bytes_atomic(Path(path), json.dumps(_json_safe(report), indent=2).encode())
 
 
 def _fit(img: np.ndarray, w: int = PANEL_W, h: int = PANEL_H) -> np.ndarray:
@@ -151,4 +138,4 @@ def write_report_png(calib: Calibration, vs: ViewSet, report: dict, board: Board
     ok, buf = cv2.imencode(".png", grid)
     if not ok:
         raise RuntimeError(f"{path}: PNG encoding failed")
-    _atomic_write_bytes(Path(path), buf.tobytes())
+    write_bytes_atomic(Path(path), buf.tobytes())

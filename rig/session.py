@@ -112,7 +112,8 @@ class SessionSettings:
         d = d if isinstance(d, dict) else {}
         ev = _known_fields(EventCameraSettings, d.get("event_camera"), f"{where} settings.event_camera")
         if isinstance(ev.roi, list):
-            ev.roi = tuple(ev.roi)  # type: ignore[assignment]
+            x, y, w, h = ev.roi
+            ev.roi = (int(x), int(y), int(w), int(h))
         trig = dict(d.get("trigger") or {})
         if not trig.get("rate_hz"):
             trig.pop("rate_hz", None)

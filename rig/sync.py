@@ -188,7 +188,7 @@ def dedupe_edges(t_us: np.ndarray, period_us: float, cfg: SyncConfig) -> tuple[n
             pred = _predict(single_t, int(cand[0]), period_us)
             res = np.abs(cand - pred) if pred is not None else None
             order = np.argsort(res) if res is not None else None
-            if (res is not None and res[order[0]] <= 5 * cfg.edge_jitter_us
+            if (res is not None and order is not None and res[order[0]] <= 5 * cfg.edge_jitter_us
                     and res[order[1]] >= 10 * cfg.edge_jitter_us):
                 kept[r] = a + int(order[0])
                 choice = f"{res[order[0]]:.0f} us off the predicted time"
@@ -443,8 +443,8 @@ def pair_streams(
             dropped.append(Dropped("pulse", "no trigger edge for this pulse "
                                    "(missing edge or edge not anchored)", pulse_index=k))
         if f < 0 and anchored_frames:
-            dropped.append(Dropped("pulse", _frame_missing_reason(k, frame_of, fid, frame_chain,
-                                                                  frame_pulse), pulse_index=k))
+            dropped.append(Dropped("pulse", _frame_missing_reason(k, frame_of, fid, frame_pulse,
+                                                                  frame_id_modulus), pulse_index=k))
         if e < 0 or f < 0:
             if f >= 0:
                 dropped.append(Dropped("frame", "no trigger edge to pair with", pulse_index=k,
@@ -493,8 +493,8 @@ def pair_streams(
                       int(fid.size), period_ev, dropped, notes)
 
 
-def _frame_missing_reason(k: int, frame_of: np.ndarray, fid: np.ndarray, chain: Chain,
-                          frame_pulse: np.ndarray) -> str:
+def _frame_missing_reason(k: int, frame_of: np.ndarray, fid: np.ndarray, frame_pulse: np.ndarray,
+                          id_modulus: int | None) -> str:
     """Why pulse k has no frame: a frame-id gap means delivered-but-lost, else never exposed."""
     prev = frame_of[:k][frame_of[:k] >= 0]
     nxt = frame_of[k + 1:][frame_of[k + 1:] >= 0]
@@ -502,6 +502,8 @@ def _frame_missing_reason(k: int, frame_of: np.ndarray, fid: np.ndarray, chain: 
         a, b = int(prev[-1]), int(nxt[0])
         pa, pb = int(frame_pulse[a]), int(frame_pulse[b])
         id_gap, pulse_gap = int(fid[b] - fid[a]), pb - pa
+        if id_modulus and id_gap <= 0:  # the counter wrapped in between
+            id_gap += id_modulus
         if id_gap == pulse_gap:
             return "frame dropped (frame id gap: exposed, never delivered)"
         if id_gap == 1:

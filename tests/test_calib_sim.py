@@ -88,3 +88,35 @@ def test_session_source_pairs_every_frame_with_its_trigger(calib_session):
     assert src.truth is not None and src.dedupe_px
     reader = SessionReader(calib_session)
     assert src.total == reader.num_frames >= N_POSES * 3
+
+
+def test_session_source_pairs_through_the_sync_after_dropped_frames(calib_session, tmp_path):
+    """Frames lost in transport (rows missing from frames.h5): every remaining frame still
+    meets its own trigger edge (rig.sync.pair_session, never pairing by order), so each view's
+    time equals the time that frame had in the complete session."""
+    import shutil
+
+    from calibration.sources import session_views
+    from rig.devices import Frame
+    from rig.session import FramesWriter
+
+    lost = {3, 4, 40}
+    cut = tmp_path / "session"
+    shutil.copytree(calib_session, cut, ignore=shutil.ignore_patterns("frames.h5"))
+    with SessionReader(calib_session) as full:
+        meta, fmt = full.frame_meta, full.pixel_format
+        with FramesWriter(cut / "frames.h5", full.frame(0).shape[1], full.frame(0).shape[0],
+                          fmt) as w:
+            for k in range(full.num_frames):
+                if k not in lost:
+                    w.append(Frame(full.frame(k), int(meta["frame_id"][k]), int(meta["t_device_ns"][k]),
+                                   int(meta["t_host_ns"][k]), float(meta["exposure_us"][k]),
+                                   float(meta["gain_db"][k]), bool(meta["incomplete"][k]), fmt))
+    full_labels = [label for _, label, _, _ in session_views(calib_session, progress=False).views]
+    src = session_views(cut, progress=False)
+    cut_labels = [label for _, label, _, _ in src.views]
+    kept = [k for k in range(len(full_labels)) if k not in lost]
+    assert len(cut_labels) == len(kept)
+    for new_k, old_k in enumerate(kept):
+        assert cut_labels[new_k].split(" t=")[1] == full_labels[old_k].split(" t=")[1]
+    assert any("frame dropped" in note for note in src.notes)

@@ -279,15 +279,3 @@ def test_show_pattern_image_is_the_board_it_claims():
     assert steps.std() < 0.05 * steps.mean()
     with pytest.raises(ValueError, match="too small"):
         pattern_image(BOARD, 40, 30)
-
-
-def test_frames_pair_with_triggers_by_frame_id_when_frames_were_dropped():
-    from calibration.sources import _pair_frames_with_triggers
-
-    rising = np.arange(10) * 50_000 + 7
-    meta = {"frame_id": np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])}
-    t, notes = _pair_frames_with_triggers(meta, rising)
-    assert np.array_equal(t, rising) and notes == []
-    meta = {"frame_id": np.array([1, 2, 4, 5, 9])}  # frames of pulses 2, 5, 6, 7 lost
-    t, notes = _pair_frames_with_triggers(meta, rising)
-    assert np.array_equal(t, rising[[0, 1, 3, 4, 8]]) and "frame id" in notes[0]

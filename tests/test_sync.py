@@ -274,3 +274,82 @@ def test_first_frame_rule_with_dropped_first_frames_and_tail_loss() -> None:
     res = pair_streams(**kw, cfg=SyncConfig(first_exposure_on_first_pulse=True))
     check_no_mispair(res, truth)
     assert res.num_pairs == 27 and res.pulse_index[0] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# frame ids that wrap (GigE Vision 1.x: 1..65535; 16-bit counters: 0..65535)
+
+WRAP_SCHEMES = {"gige_1_to_65535": (65535, 1), "u16_0_to_65535": (65536, 0)}
+
+
+def wrap_ids(ids: np.ndarray, modulus: int, first: int) -> np.ndarray:
+    """Unwrapped counter values -> the ids a camera with this scheme reports."""
+    return first + (ids - first) % modulus
+
+
+@pytest.mark.parametrize("scheme", WRAP_SCHEMES)
+def test_frame_ids_across_the_wrap_pair_every_frame(scheme: str) -> None:
+    modulus, first = WRAP_SCHEMES[scheme]
+    start = first + modulus - 12  # the counter wraps a dozen frames in
+    kw, truth = make_streams(40, Faults(drop_frames={11, 12}, missed_triggers={20}), first_id=start)
+    kw["frame_id"] = wrap_ids(kw["frame_id"], modulus, first)
+    assert np.any(np.diff(kw["frame_id"]) < 0)  # the test really crosses the wrap
+    res = pair_streams(**kw, frame_id_modulus=modulus)
+    check_no_mispair(res, truth)
+    assert set(range(40)) - set(res.pulse_index.tolist()) == {11, 12, 20}
+    reasons = {d.pulse_index: d.reason for d in res.dropped if d.kind == "pulse"}
+    assert "frame dropped" in reasons[12] and "missed the trigger" in reasons[20]
+
+
+def test_the_wrong_modulus_misreads_the_wrap() -> None:
+    """GigE ids (1..65535) read as 16-bit ids from 0: the step 65535 -> 1 looks like a skipped
+    frame that the device time contradicts, which breaks the frame chain: the modulus must come
+    from the camera (the manifest's frame_ids)."""
+    modulus, first = WRAP_SCHEMES["gige_1_to_65535"]
+    kw, truth = make_streams(30, Faults(), first_id=first + modulus - 10)
+    kw["frame_id"] = wrap_ids(kw["frame_id"], modulus, first)
+    right = pair_streams(**kw, frame_id_modulus=modulus)
+    assert right.num_pairs == 30 and not right.dropped
+    assert not any("chain broken" in n for n in right.notes)
+    wrong = pair_streams(**kw, frame_id_modulus=65536)
+    assert any("chain broken" in n for n in wrong.notes)
+
+
+@pytest.mark.parametrize("scheme", WRAP_SCHEMES)
+def test_pair_session_takes_the_id_scheme_from_the_manifest(tmp_path, scheme: str) -> None:
+    from rig.devices import Frame
+    from rig.evt3 import TRIGGER_DTYPE
+    from rig.session import (
+        FrameIdScheme,
+        FramesWriter,
+        SessionCounts,
+        SessionManifest,
+        SessionReader,
+        TriggersCsvWriter,
+    )
+    from rig.sync import pair_session
+
+    modulus, first = WRAP_SCHEMES[scheme]
+    start = first + modulus - 5
+    kw, truth = make_streams(16, Faults(drop_frames={7}), first_id=start)
+    ids = wrap_ids(kw["frame_id"], modulus, first)
+    with FramesWriter(tmp_path / "frames.h5", 8, 4, "Mono8") as fw:
+        for fid, t_ns in zip(ids, kw["frame_t_device_ns"], strict=True):
+            fw.append(Frame(np.zeros((4, 8), np.uint8), int(fid), int(t_ns), 0, 1000.0, 0.0,
+                            pixel_format="Mono8"))
+    csv = TriggersCsvWriter(tmp_path / "triggers.csv")
+    for k, t in zip(kw["mcu_pulse_index"], kw["mcu_t_us"], strict=True):
+        csv.write(int(k), int(t))
+    csv.close()
+    manifest = SessionManifest(status="complete", counts=SessionCounts(pulses_sent=16),
+                               frame_ids=FrameIdScheme(modulus, first, start))
+    manifest.settings.trigger.rate_hz = 1e6 / PERIOD_US
+    manifest.save(tmp_path)
+    triggers = np.zeros(2 * kw["rising_t_us"].size, TRIGGER_DTYPE)
+    triggers["t"] = np.sort(np.concatenate([kw["rising_t_us"], kw["rising_t_us"] + 1000]))
+    triggers["value"][0::2] = 1
+    with SessionReader(tmp_path) as reader:
+        assert reader.manifest.frame_ids == FrameIdScheme(modulus, first, start)
+        res = pair_session(reader, triggers)
+    check_no_mispair(res, truth)
+    assert res.num_pairs == 15 and set(range(16)) - set(res.pulse_index.tolist()) == {7}

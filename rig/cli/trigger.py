@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from rig.devices import TriggerSettings
+
+if TYPE_CHECKING:
+    from rig.trigger import SerialTrigger
 
 _ARDUINO_VIDS = {0x2341, 0x2A03, 0x1A86}  # Arduino LLC, Arduino SRL, WCH CH340 (Uno clones)
 
@@ -30,11 +34,12 @@ def _autodetect_port() -> str:
     raise click.UsageError(f"several candidate ports ({', '.join(found)}): pick one with --port")
 
 
-def open_trigger(port: str | None, timeout_s: float):
-    """An opened `TriggerController` for a --port value ('sim' = simulated, real time)."""
+def open_trigger(port: str | None, timeout_s: float) -> SerialTrigger:
+    """An opened trigger client for a --port value ('sim' = the simulated MCU, real time)."""
     from rig.trigger import SerialTrigger, TriggerError
 
     port = port or _autodetect_port()
+    trig: SerialTrigger
     if port == "sim":
         from rig.sim.mcu import SimTrigger
 

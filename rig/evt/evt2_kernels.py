@@ -116,7 +116,7 @@ def decode_words(
     # the CD_ON words are counted after the loop, in a branch-free pass.
     k_main = k
     counted_before = word_counts.sum()
-    n_on = 0
+    n_on = np.int64(0)
     o = ne * 13
     # x and y are 11-bit fields of the record (x at bit 0, y at bit 16): adding this pushes a
     # coordinate past the geometry into the bit above its field (OUTSIDE), one add for both

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -139,7 +140,7 @@ class EVT3Writer:
         self.width = self._enc.width
         self.height = self._enc.height
         header = make_header(self.width, self.height, header_extra)
-        self._file = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+        self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 (closed by close())
         self._file.write(header)
         self.header_bytes = len(header)
         self.bytes_written = len(header)

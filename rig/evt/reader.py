@@ -264,29 +264,31 @@ class RawReader:
         n_words = max(0, self.data_bytes) // self.word_bytes
         dtype = "<u2" if self.format == "EVT3" else "<u4"
         buf = np.empty(min(n_words, READ_PIECE_BYTES // self.word_bytes), dtype)
-        events = triggers = None
+        events: np.ndarray | None = None
+        triggers: np.ndarray | None = None
         ne = nt = done = 0
         with open(self.path, "rb", buffering=0) as f:
             f.seek(self.header.size_bytes)
             while done < n_words:
                 n = min(buf.size, n_words - done)
                 words = buf[:n]
-                got = f.readinto(words)
+                raw = words.data.cast("B")  # the words as bytes (contiguous slice of buf)
+                got = f.readinto(raw) or 0
                 while got < words.nbytes:  # a short read before the end: read on
-                    more = f.readinto(words.view(np.uint8)[got:])
+                    more = f.readinto(raw[got:])
                     if not more:
                         raise OSError(
                             f"{self.path}: file shrank while reading (ends at byte "
                             f"{self.header.size_bytes + done * self.word_bytes + got})"
                         )
                     got += more
-                if events is None:  # size the outputs for the whole file from the first piece
+                if events is None or triggers is None:  # size the outputs from the first piece
                     ne_cap, nt_cap = _first_capacity(kern, words, n_words)
                     events = np.empty(ne_cap + kern.EVENT_SLACK, EVENT_DTYPE)
                     triggers = np.empty(nt_cap, TRIGGER_DTYPE)
                 done += n
                 events, triggers, ne, nt = self._decode_into(words, events, triggers, ne, nt, n_words - done)
-        if events is None:
+        if events is None or triggers is None:
             events, triggers = np.zeros(0, EVENT_DTYPE), np.zeros(0, TRIGGER_DTYPE)
         events, triggers = self._account(_shrink(events, ne), _shrink(triggers, nt))
         self._finish(max(0, self.data_bytes) - n_words * self.word_bytes)

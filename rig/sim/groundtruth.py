@@ -1,4 +1,5 @@
-"""The simulator's ground truth folder (`ground_truth/` of a session, see docs/session-format.md).
+"""Writes the simulator's ground truth folder (`ground_truth/` of a session, see
+docs/session-format.md; `rig.ground_truth` reads it back, with the file names defined there).
 
 rig.json and scenario.json are written at once (atomically); triggers.csv and labels.h5 grow
 while the simulation runs and are flushed as they go, so an interrupted recording keeps them.
@@ -6,27 +7,18 @@ while the simulation runs and are flushed as they go, so an interrupted recordin
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import h5py
 import numpy as np
 
-from rig.sim.optics import RigGeometry
-
-TRIGGERS_HEADER = "pulse_index,t_true_us,t_event_clock_us,t_frame_clock_ns,frame_delivered,incomplete\n"
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+from common.atomic import write_json_atomic
+from rig.geometry import RigGeometry
+from rig.ground_truth import LABELS_H5, RIG_JSON, SCENARIO_JSON, TRIGGERS_CSV, TRIGGERS_HEADER
 
 
 class GroundTruthWriter:
@@ -37,16 +29,16 @@ class GroundTruthWriter:
         self.dir = Path(gt_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        _write_json_atomic(self.dir / "rig.json", geometry.to_dict())
-        _write_json_atomic(self.dir / "scenario.json", scenario)
-        self._csv = open(self.dir / "triggers.csv", "w")  # noqa: SIM115 (closed in close())
+        write_json_atomic(self.dir / RIG_JSON, geometry.to_dict(), default=str)
+        write_json_atomic(self.dir / SCENARIO_JSON, scenario, default=str)
+        self._csv: TextIO | None = open(self.dir / TRIGGERS_CSV, "w")  # noqa: SIM115 (closed in close())
         self._csv.write(TRIGGERS_HEADER)
         self._csv.flush()
         self._rows: dict[int, str] = {}
         self._next_row = 0
         fw, fh = geometry.frame.size
         ew, eh = geometry.event.size
-        self._h5 = h5py.File(self.dir / "labels.h5", "w")
+        self._h5 = h5py.File(self.dir / LABELS_H5, "w")
         h5 = self._h5
         h5.create_dataset("labels", (0, fh, fw), np.uint8, maxshape=(None, fh, fw),
                           chunks=(1, fh, fw), compression="lzf")
@@ -80,18 +72,21 @@ class GroundTruthWriter:
             self._flush_rows()
 
     def _flush_rows(self, force: bool = False) -> None:
+        csv = self._csv
+        if csv is None:  # closed
+            return
         wrote = False
         while self._next_row in self._rows:
-            self._csv.write(self._rows.pop(self._next_row))
+            csv.write(self._rows.pop(self._next_row))
             self._next_row += 1
             wrote = True
         if force and self._rows:
             for k in sorted(self._rows):
-                self._csv.write(self._rows[k])
+                csv.write(self._rows[k])
             self._rows.clear()
             wrote = True
         if wrote:
-            self._csv.flush()
+            csv.flush()
 
     def frame(self, pulse_index: int, t_mid_us: float, labels: np.ndarray, instances: np.ndarray,
               depth_event_m: np.ndarray) -> None:
@@ -140,4 +135,4 @@ class GroundTruthWriter:
                 self._h5.close()
                 self._h5 = None
         if self._error is not None:
-            raise RuntimeError(f"writing {self.dir / 'labels.h5'} failed: {self._error}")
+            raise RuntimeError(f"writing {self.dir / LABELS_H5} failed: {self._error}")
