@@ -4,7 +4,7 @@ Trains each configuration of configs/ablation/ for the same number of optimiser 
 seed, same batch size, same data order, same poly schedule) and evaluates it on the val split:
 mIoU overall, on under-/over-exposed pixels (HSV V of the input image < alpha / > beta), day,
 night, and the trainable parameter count. Without --data it writes a synthetic hard-lighting
-dataset (glare, deep shadows, night; `model.synthetic`, --height x --width) into the output
+dataset (glare, deep shadows, night; `dataset.synthetic`, --height x --width) into the output
 folder first. The defaults (MiT-B0 from scratch, 48x64 images, 360 steps of batch 4) fit a
 shared 2-core CPU in about 15-25 minutes.
 
@@ -59,7 +59,7 @@ def main() -> None:
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"
     if not args.data and not (data / "train" / "index.json").is_file():
-        from model.synthetic import SynthConfig, write_dataset
+        from dataset.synthetic import SynthConfig, write_dataset
 
         write_dataset(data, {"train": args.synth_train, "val": args.synth_val},
                       SynthConfig(height=args.height, width=args.width), seed=args.synth_seed)

@@ -62,28 +62,57 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+class PendingFile:
+    """A temporary file beside `path` that becomes `path` on `publish()`, or disappears on
+    `discard()`: for writers that keep a file open across many calls (streaming HDF5 writers),
+    where no single `with` block spans the writing. `suffix` ends the temporary name (e.g. ".png"
+    for writers that pick the format by extension)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, suffix: str = ".tmp", mkdir: bool = True) -> None:
+        self.path = Path(path)
+        if mkdir:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=suffix,
+                                        dir=self.path.parent)
+        os.close(fd)
+        self.tmp_path = Path(tmp_name)
+        self.done = False
+
+    def publish(self) -> Path:
+        """fsync the temporary file, give it the published mode, rename it over `path`, fsync
+        the folder; on any failure the temporary file is removed."""
+        if self.done:
+            raise RuntimeError(f"{self.path}: already published or discarded")
+        try:
+            _fsync_file(self.tmp_path)
+            os.chmod(self.tmp_path, published_mode())
+            os.replace(self.tmp_path, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        self.done = True
+        fsync_dir(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file (a no-op once published or discarded)."""
+        if not self.done:
+            self.done = True
+            self.tmp_path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp",
                 mkdir: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; when the block ends without an exception the file
-    written there is fsynced, given the published mode and renamed over `path`; otherwise it is
-    removed. `suffix` ends the temporary name (e.g. ".png" for writers that pick the format by
-    extension)."""
-    path = Path(path)
-    if mkdir:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    written there is published as `path` (`PendingFile.publish`); otherwise it is removed."""
+    pending = PendingFile(path, suffix=suffix, mkdir=mkdir)
     try:
-        yield tmp
-        _fsync_file(tmp)
-        os.chmod(tmp, published_mode())
-        os.replace(tmp, path)
+        yield pending.tmp_path
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        pending.discard()
         raise
-    fsync_dir(path.parent)
+    pending.publish()
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any], *,

@@ -11,9 +11,6 @@ sequence files (copy + modify + rename, so a failure leaves the original untouch
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 
 from dataset.labels import LabelError, find_label_files, lookup_table, read_label_png
-from dataset.rpea_format import sha256_file, update_index
+from dataset.rpea_format import edit_sequence, sha256_file, update_index
 from dataset.stats import split_dirs
 from dataset.visual import event_image, label_overlay, overlay, panel, save_rgb
 
@@ -109,22 +106,13 @@ def import_labels(root: Path, labels_dir: Path, *, ids: str = "label",
                              f"{s['name']} ({len(unknown)} such files)")
         labels = {row[fid]: read_label_png(p, shape, lut) for fid, p in
                   tqdm(sorted(files.items()), desc=f"validate {s['name']}", disable=not progress)}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".h5.tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            with h5py.File(tmp, "r+") as f:
-                has = f["pairs/has_label"][()]
-                for i, lab in labels.items():
-                    f["labels"][i] = lab
-                    has[i] = 1
-                f["pairs/has_label"][...] = has
-                labelled = int(has.sum())
-            sha = sha256_file(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        update_index(d, {**s, "num_labelled": labelled, "sha256": sha})
+        with edit_sequence(path) as f:
+            has = f["pairs/has_label"][()]
+            for i, lab in labels.items():
+                f["labels"][i] = lab
+                has[i] = 1
+            f["pairs/has_label"][...] = has
+            labelled = int(has.sum())
+        update_index(d, {**s, "num_labelled": labelled, "sha256": sha256_file(path)})
         done[s["name"]] = len(labels)
     return done

@@ -30,6 +30,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (Blosc filter)
 import numpy as np
 
+from common.atomic import write_json_atomic, write_text_atomic
 from dataset import conditions as cond
 from dataset.labels import LabelError, find_label_files, lookup_table, read_label_png, validate_train_ids
 from dataset.rpea_format import (
@@ -39,8 +40,6 @@ from dataset.rpea_format import (
     read_index,
     sha256_file,
     update_index,
-    write_json_atomic,
-    write_text_atomic,
 )
 from dataset.splits import SPLITS, SessionKey, assign_splits, dump_splits, load_splits_file
 from rig.ground_truth import GroundTruthLabels

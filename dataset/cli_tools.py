@@ -51,7 +51,7 @@ def stats(root: Path, out: Path | None) -> None:
     """
     import json
 
-    from dataset.rpea_format import write_json_atomic, write_text_atomic
+    from common.atomic import write_json_atomic, write_text_atomic
     from dataset.stats import collect, figures, table
     from dataset.visual import save_rgb
 

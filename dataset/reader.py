@@ -36,9 +36,7 @@ from dataset.representations import (
     voxel_grid,
     voxel_grid_stats,
 )
-
-REQUIRED = ("images", "labels", "events/x", "events/y", "events/t", "events/p",
-            "pairs/event_idx0", "pairs/event_idx1", "pairs/event_t0_us", "pairs/event_t1_us")
+from dataset.rpea_format import SAMPLE_DATASETS
 
 
 class RPEAFormatError(ValueError):
@@ -68,7 +66,7 @@ class RPEASequence:
         self._pid = -1
         self._ds: dict[str, h5py.Dataset] = {}
         f = self.h5
-        missing = [k for k in REQUIRED if k not in f]
+        missing = [k for k in SAMPLE_DATASETS if k not in f]
         if missing:
             raise RPEAFormatError(f"{self.path}: not an RPEA file, missing {', '.join(missing)}")
         n, h, w = f["images"].shape[:3]

@@ -17,10 +17,16 @@ import numpy as np
 
 from dataset.rpea_format import (
     BLOSC_FILTER_ID,
+    COMPRESSED_DATASETS,
     EVENT_FIELDS,
     IGNORE,
+    IMAGE_DTYPE,
+    LABEL_DTYPE,
+    MASK_DTYPE,
+    MASKS,
     NUM_CLASSES,
     PAIR_FIELDS,
+    REQUIRED_PATHS,
     ROOT_ATTRS,
     SCHEMA_VERSION,
     TIMES_OF_DAY,
@@ -138,24 +144,23 @@ def _check_schema(f: h5py.File, c: _Collector, expect_split: str | None) -> tupl
         c.error(f"time_of_day {tod!r} not one of {TIMES_OF_DAY}")
     if expect_split and "split" in f.attrs and str(f.attrs["split"]) != expect_split:
         c.error(f"split attribute {f.attrs['split']!r} but the file sits in {expect_split!r}")
-    need = ["images", "labels", "pairs", "calib", *[f"events/{k}" for k in EVENT_FIELDS],
-            "events/t_offset", "events/ms_to_idx"]
-    absent = [k for k in need if k not in f]
+    absent = [k for k in REQUIRED_PATHS if k not in f]
     if absent:
         c.error(f"missing: {', '.join(absent)}")
         return None
     img, lab = f["images"], f["labels"]
-    if img.ndim != 4 or img.shape[3] != 3 or img.dtype != np.uint8:
-        c.error(f"images: shape {img.shape} {img.dtype}, expected (N, H, W, 3) uint8")
+    if img.ndim != 4 or img.shape[3] != 3 or img.dtype != IMAGE_DTYPE:
+        c.error(f"images: shape {img.shape} {img.dtype}, expected (N, H, W, 3) {np.dtype(IMAGE_DTYPE)}")
         return None
     n, h, w = img.shape[:3]
-    if lab.shape != (n, h, w) or lab.dtype != np.uint8:
-        c.error(f"labels: shape {lab.shape} {lab.dtype}, expected {(n, h, w)} uint8")
+    if lab.shape != (n, h, w) or lab.dtype != LABEL_DTYPE:
+        c.error(f"labels: shape {lab.shape} {lab.dtype}, expected {(n, h, w)} {np.dtype(LABEL_DTYPE)}")
     if n and img.chunks != (1, h, w, 3):
         c.error(f"images: chunks {img.chunks}, expected one image per chunk {(1, h, w, 3)}")
-    if "masks" in f and (f["masks"].shape != (n, h, w) or f["masks"].dtype != np.uint16):
-        c.error(f"masks: shape {f['masks'].shape} {f['masks'].dtype}, expected {(n, h, w)} uint16")
-    for name in ("images", "labels", "events/x", "events/t"):
+    if MASKS in f and (f[MASKS].shape != (n, h, w) or f[MASKS].dtype != MASK_DTYPE):
+        c.error(f"masks: shape {f[MASKS].shape} {f[MASKS].dtype}, expected {(n, h, w)} "
+                f"{np.dtype(MASK_DTYPE)}")
+    for name in COMPRESSED_DATASETS:
         if f[name].size and str(BLOSC_FILTER_ID) not in f[name]._filters:
             c.error(f"{name}: not Blosc-compressed (filters {list(f[name]._filters)})")
     if int(f.attrs.get("num_pairs", -1)) != n:

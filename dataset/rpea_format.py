@@ -1,25 +1,33 @@
-"""The RPEA HDF5 format (docs/rpea-format.md): schema constants and the atomic sequence writer.
+"""The RPEA HDF5 format (docs/rpea-format.md): the schema, and the one writer of its files.
 
-`SequenceWriter` writes one `<sequence>.h5` into a temporary file beside the target and renames
-it over the target only on `commit()`, so a crash never leaves a half-written sequence that looks
-finished. Events are appended in streaming fashion (one decoded chunk at a time) and `ms_to_idx`
-is built on the way, so memory stays bounded whatever the recording length. Validation lives in
-`dataset.rpea_check`.
+Everything that writes or checks an RPEA sequence file or a split's index.json goes through this
+module: the layout constants (dataset names, dtypes, required datasets, pair fields, root
+attributes, chunking; the compression is DSEC's, `dataset.events.compression`), `SequenceWriter`
+for whole files, `edit_sequence` / `replace_masks` for changing a published file, and the
+index.json functions. `SequenceWriter` writes one `<sequence>.h5` into a temporary file beside the
+target and publishes it only on `commit()`, so a crash never leaves a half-written sequence that
+looks finished. Events are appended in streaming fashion (one decoded chunk at a time) through
+the DSEC event writer, which builds `ms_to_idx` on the way, so memory stays bounded whatever the
+recording length. Validation lives in `dataset.rpea_check`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
-import hdf5plugin
 import numpy as np
 
+from common.atomic import atomic_path, write_json_atomic
+from dataset.events import EVENT_FIELDS, DsecWriter, compression, first_index_at
+from dataset.h5publish import PendingH5File
 from rig import __version__
 
 SCHEMA_VERSION = "1.0"
@@ -28,7 +36,11 @@ NUM_CLASSES = 19
 IGNORE = 255
 #: Event datasets are chunked by this many events (a pair window touches one or two chunks).
 EVENT_CHUNK = 1 << 15
-BLOSC_FILTER_ID = 32001
+
+# Names of the groups and the per-pair arrays, and the arrays' dtypes.
+IMAGES, LABELS, MASKS = "images", "labels", "masks"
+EVENTS, PAIRS, CALIB, BUILD = "events", "pairs", "calib", "build"
+IMAGE_DTYPE, LABEL_DTYPE, MASK_DTYPE = np.uint8, np.uint8, np.uint16
 
 #: Per-pair datasets under `pairs/` and their dtypes.
 PAIR_FIELDS: dict[str, type] = {
@@ -49,12 +61,17 @@ PAIR_FIELDS: dict[str, type] = {
 PAIR_EXTRA_FIELDS: dict[str, type] = {"pulse_index": np.int64, "frame_index": np.int64}
 ROOT_ATTRS = ("schema_version", "tool_version", "sequence", "scene", "time_of_day", "split",
               "source_session", "height", "width", "num_pairs")
-EVENT_FIELDS: dict[str, type] = {"x": np.uint16, "y": np.uint16, "t": np.uint32, "p": np.uint8}
-
-
-def compression() -> dict[str, Any]:
-    """Blosc-zstd with bitshuffle, as DSEC (h5py dataset keyword arguments)."""
-    return dict(hdf5plugin.Blosc(cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
+#: The event datasets (DSEC layout, `dataset.events`).
+EVENT_DATASETS = (*(f"{EVENTS}/{k}" for k in EVENT_FIELDS), f"{EVENTS}/t_offset", f"{EVENTS}/ms_to_idx")
+#: Groups and datasets every sequence file has (the pair fields are listed in PAIR_FIELDS).
+REQUIRED_PATHS = (IMAGES, LABELS, PAIRS, CALIB, *EVENT_DATASETS)
+#: What a reader needs to serve samples: images, labels, events and each pair's event slice.
+SAMPLE_DATASETS = (IMAGES, LABELS, *(f"{EVENTS}/{k}" for k in EVENT_FIELDS),
+                   *(f"{PAIRS}/{k}" for k in ("event_idx0", "event_idx1", "event_t0_us", "event_t1_us")))
+#: Datasets that must carry the Blosc filter (`rpea check`).
+COMPRESSED_DATASETS = (IMAGES, LABELS, f"{EVENTS}/x", f"{EVENTS}/t")
+#: HDF5 filter id of that compression (`rpea check` looks for it).
+BLOSC_FILTER_ID: int = compression()["compression"]
 
 
 def sha256_file(path: str | os.PathLike[str], block: int = 1 << 22) -> str:
@@ -65,124 +82,68 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside `path` and rename over it (readers never see half a file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
 class SequenceWriter:
     """Writes one RPEA sequence file atomically (temp file + rename on `commit`).
 
     Order of use: `append_events` (any number of times, time-sorted chunks) -> `finish_events` ->
     `event_index` (window bounds -> slice indices) -> `create_pairs(n)` -> `write_image` /
     `write_label` / `write_mask` per pair -> `write_pairs` -> `commit(attrs)` (or `abort`).
+    `t_offset_us` defaults to the first event's time.
     """
 
-    def __init__(self, path: str | os.PathLike[str], height: int, width: int) -> None:
+    def __init__(self, path: str | os.PathLike[str], height: int, width: int, *,
+                 t_offset_us: int | None = None) -> None:
         self.path = Path(path)
         self.height, self.width = int(height), int(width)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".h5.tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp_path = Path(tmp)
-        self.h5 = h5py.File(self.tmp_path, "w")
-        ev = self.h5.create_group("events")
-        self._ev = {name: ev.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
-                                            chunks=(EVENT_CHUNK,), **compression())
-                    for name, dtype in EVENT_FIELDS.items()}
-        self.num_events = 0
-        self.t_offset_us: int | None = None
-        self._last_t = -1  # relative, last event appended
-        self._ms: list[np.ndarray] = []
-        self._next_ms = 0
-        self.events_reordered = 0  # events whose time went back across chunks (clamped)
-        self._events_done = False
+        self._file = PendingH5File(self.path)
+        self.h5 = self._file.h5
+        try:
+            self._events = DsecWriter(self.h5, t_offset_us=t_offset_us, group=EVENTS,
+                                      chunk_events=EVENT_CHUNK, reorder=True, index_end=True)
+        except BaseException:
+            self._file.abort()
+            raise
+        self._ms_to_idx: np.ndarray | None = None
         self.images: h5py.Dataset | None = None
         self.labels: h5py.Dataset | None = None
         self.masks: h5py.Dataset | None = None
         self.num_pairs = 0
 
     # -- events -------------------------------------------------------------------------------
+    @property
+    def num_events(self) -> int:
+        return self._events.count
+
+    @property
+    def events_reordered(self) -> int:
+        """Events whose time went back across chunks (clamped to the last time written)."""
+        return self._events.reordered
+
+    @property
+    def t_offset_us(self) -> int | None:
+        return self._events.t_offset_us
+
     def append_events(self, x: np.ndarray, y: np.ndarray, t_us: np.ndarray, p: np.ndarray) -> None:
         """Append events already on the output grid; `t_us` absolute (event-camera clock)."""
-        if self._events_done:
+        if self._ms_to_idx is not None:
             raise RuntimeError(f"{self.path}: events already finished")
-        n = int(t_us.size)
-        if n == 0:
-            return
-        t_abs = np.asarray(t_us, np.int64)
-        if np.any(np.diff(t_abs) < 0):  # decoders keep stream order; EVT3 may step back slightly
-            order = np.argsort(t_abs, kind="stable")
-            x, y, t_abs, p = x[order], y[order], t_abs[order], p[order]
-        if self.t_offset_us is None:
-            self.t_offset_us = int(t_abs[0])
-        t_rel = t_abs - self.t_offset_us
-        back = t_rel < self._last_t
-        if back.any():
-            self.events_reordered += int(back.sum())
-            t_rel = np.maximum(t_rel, self._last_t)
-        if t_rel[-1] >= 1 << 32:
-            raise ValueError(f"{self.path}: recording longer than 71 minutes does not fit uint32 t")
-        a = self.num_events
-        for name, arr in (("x", x), ("y", y), ("t", t_rel), ("p", p)):
-            ds = self._ev[name]
-            ds.resize(a + n, axis=0)
-            ds[a:a + n] = np.asarray(arr).astype(EVENT_FIELDS[name], copy=False)
-        last_ms = int(t_rel[-1]) // 1000
-        if last_ms >= self._next_ms:
-            bounds = np.arange(self._next_ms, last_ms + 1, dtype=np.int64) * 1000
-            self._ms.append(a + np.searchsorted(t_rel, bounds, side="left"))
-            self._next_ms = last_ms + 1
-        self._last_t = int(t_rel[-1])
-        self.num_events = a + n
+        self._events.append_xytp(x, y, t_us, p)
 
     def finish_events(self) -> None:
         """Write `t_offset` and `ms_to_idx` (one entry past the last event's millisecond)."""
-        if self._events_done:
+        if self._ms_to_idx is not None:
             return
-        self._ms.append(np.array([self.num_events], np.int64))
-        ms = np.concatenate(self._ms).astype(np.uint64)
-        ev = self.h5["events"]
-        ev.create_dataset("ms_to_idx", data=ms, **compression())
-        ev.create_dataset("t_offset", data=np.int64(self.t_offset_us or 0))
-        self._ms_to_idx = ms.astype(np.int64)
-        self._events_done = True
+        self._events.close()
+        self._ms_to_idx = self._events.group["ms_to_idx"][()]
 
     def event_index(self, t_abs_us: np.ndarray) -> np.ndarray:
         """Index of the first event with t >= each absolute time (the slice bound of a window)."""
-        if not self._events_done:
+        if self._ms_to_idx is None:
             raise RuntimeError("finish_events() first")
-        t_abs_us = np.asarray(t_abs_us, np.int64)
-        out = np.empty(t_abs_us.size, np.int64)
+        t = self._events.group["t"]
         off = self.t_offset_us or 0
-        ms = self._ms_to_idx
-        tds = self._ev["t"]
-        for i, ta in enumerate(t_abs_us):
-            rel = int(ta) - off
-            if rel <= 0:
-                out[i] = 0
-                continue
-            m = rel // 1000
-            if m >= ms.size - 1:
-                out[i] = self.num_events
-                continue
-            a, b = int(ms[m]), int(ms[m + 1])  # every event in [1000 m, 1000 (m+1)) lies here
-            out[i] = a + int(np.searchsorted(tds[a:b], rel, side="left")) if b > a else a
-        return out
+        return np.array([first_index_at(t, int(ta) - off, self._ms_to_idx)
+                         for ta in np.asarray(t_abs_us, np.int64)], np.int64)
 
     # -- pairs --------------------------------------------------------------------------------
     def create_pairs(self, n: int, with_masks: bool = False) -> None:
@@ -193,7 +154,7 @@ class SequenceWriter:
     def copy_pairs_from(self, src: h5py.File, row0: int = 0) -> None:
         """Take `images`, `labels`, `masks` of another file with the same layout into rows
         `row0...`, chunk by chunk, without recompressing (image worker processes wrote them)."""
-        for name, dst in (("images", self.images), ("labels", self.labels), ("masks", self.masks)):
+        for name, dst in ((IMAGES, self.images), (LABELS, self.labels), (MASKS, self.masks)):
             if dst is None:
                 continue
             ds = src[name]
@@ -221,7 +182,7 @@ class SequenceWriter:
         self.masks[i] = mask
 
     def write_pairs(self, pairs: dict[str, np.ndarray]) -> None:
-        g = self.h5.require_group("pairs")
+        g = self.h5.require_group(PAIRS)
         fields = {**PAIR_FIELDS, **PAIR_EXTRA_FIELDS}
         missing = set(PAIR_FIELDS) - set(pairs)
         if missing:
@@ -233,41 +194,32 @@ class SequenceWriter:
             g.create_dataset(name, data=arr.astype(fields.get(name, arr.dtype)))
 
     def write_calib(self, yaml_text: str) -> None:
-        self.h5.require_group("calib").attrs["yaml"] = yaml_text
+        self.h5.require_group(CALIB).attrs["yaml"] = yaml_text
 
     def write_extra(self, name: str, text: str) -> None:
         """Free-form provenance (e.g. the sync report) as a string dataset under `build/`."""
-        g = self.h5.require_group("build")
+        g = self.h5.require_group(BUILD)
         g.create_dataset(name, data=text, dtype=h5py.string_dtype())
 
     # -- finish -------------------------------------------------------------------------------
     def commit(self, attrs: dict[str, Any]) -> str:
-        """Write root attributes, close, rename over the target; returns the file's sha256."""
+        """Write root attributes, close, publish under the target name; returns the file's sha256."""
         self.finish_events()
         base = {"schema_version": SCHEMA_VERSION, "tool_version": __version__,
                 "height": self.height, "width": self.width, "num_pairs": self.num_pairs}
         for k, v in {**base, **attrs}.items():
             self.h5.attrs[k] = v
-        self.h5.flush()
-        self.h5.close()
-        with open(self.tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        digest = sha256_file(self.tmp_path)
-        os.replace(self.tmp_path, self.path)
-        return digest
+        self._file.commit()
+        return sha256_file(self.path)
 
     def abort(self) -> None:
-        try:
-            if self.h5.id.valid:
-                self.h5.close()
-        finally:
-            self.tmp_path.unlink(missing_ok=True)
+        self._file.abort()
 
     def __enter__(self) -> SequenceWriter:
         return self
 
     def __exit__(self, exc_type, *exc: object) -> None:
-        if exc_type is not None or self.tmp_path.exists():
+        if not self._file.finished:
             self.abort()
 
 
@@ -275,15 +227,46 @@ def create_pair_datasets(h5: h5py.File, n: int, height: int, width: int, with_ma
                          ) -> tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset | None]:
     """`images`, `labels` (fill 255) and optionally `masks`: one compressed chunk per pair."""
     h, w = int(height), int(width)
-    images = h5.create_dataset("images", shape=(n, h, w, 3), maxshape=(None, h, w, 3),
-                               dtype=np.uint8, chunks=(1, h, w, 3), **compression())
-    labels = h5.create_dataset("labels", shape=(n, h, w), maxshape=(None, h, w), dtype=np.uint8,
+    images = h5.create_dataset(IMAGES, shape=(n, h, w, 3), maxshape=(None, h, w, 3),
+                               dtype=IMAGE_DTYPE, chunks=(1, h, w, 3), **compression())
+    labels = h5.create_dataset(LABELS, shape=(n, h, w), maxshape=(None, h, w), dtype=LABEL_DTYPE,
                                chunks=(1, h, w), fillvalue=IGNORE, **compression())
-    masks = None
-    if with_masks:
-        masks = h5.create_dataset("masks", shape=(n, h, w), maxshape=(None, h, w), dtype=np.uint16,
-                                  chunks=(1, h, w), **compression())
+    masks = create_masks_dataset(h5, n, h, w) if with_masks else None
     return images, labels, masks
+
+
+def create_masks_dataset(h5: h5py.File, n: int, height: int, width: int) -> h5py.Dataset:
+    """The `masks` dataset (instance ids, 0 = none): one compressed chunk per pair."""
+    h, w = int(height), int(width)
+    return h5.create_dataset(MASKS, shape=(n, h, w), maxshape=(None, h, w), dtype=MASK_DTYPE,
+                             chunks=(1, h, w), **compression())
+
+
+# -- changing a published file -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def edit_sequence(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """A copy of the sequence file `path`, open for editing; it replaces `path` atomically when
+    the block ends without an error (a failure leaves the original untouched)."""
+    with atomic_path(path, suffix=".h5.tmp") as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            yield f
+
+
+def replace_masks(path: str | os.PathLike[str], masks: np.ndarray) -> str:
+    """Store `masks` (N, H, W) as the `masks` dataset of a sequence file (replacing any), with
+    the layout `SequenceWriter` gives it; returns the new file's sha256."""
+    masks = np.asarray(masks)
+    with edit_sequence(path) as f:
+        n, h, w = f[IMAGES].shape[:3]
+        if masks.shape != (n, h, w):
+            raise ValueError(f"{path}: masks {masks.shape} do not match the images {(n, h, w)}")
+        if MASKS in f:
+            del f[MASKS]
+        create_masks_dataset(f, n, h, w)[...] = masks
+    return sha256_file(path)
 
 
 # -- index.json --------------------------------------------------------------------------------
@@ -301,6 +284,13 @@ def read_index(split_dir: Path) -> dict[str, Any]:
     return data
 
 
+def write_index(split_dir: Path, sequences: list[dict[str, Any]]) -> None:
+    """A split's whole index.json, sequences in the order given (the loaders' order), atomically."""
+    split_dir = Path(split_dir)
+    write_json_atomic(split_dir / "index.json", {"schema_version": SCHEMA_VERSION,
+                                                 "split": split_dir.name, "sequences": sequences})
+
+
 def update_index(split_dir: Path, entry: dict[str, Any]) -> None:
     """Insert or replace one sequence entry (by name), sorted by name, atomically."""
     split_dir = Path(split_dir)
@@ -310,3 +300,15 @@ def update_index(split_dir: Path, entry: dict[str, Any]) -> None:
     seqs.sort(key=lambda s: s["name"])
     index.update({"schema_version": SCHEMA_VERSION, "split": split_dir.name, "sequences": seqs})
     write_json_atomic(split_dir / "index.json", index)
+
+
+def set_index_checksums(split_dir: Path, sha256_by_file: dict[str, str]) -> None:
+    """Record new sha256 sums of rewritten files in the split's index.json (if it has one),
+    keeping everything else as it is."""
+    if not (Path(split_dir) / "index.json").is_file():
+        return
+    index = read_index(split_dir)
+    for s in index["sequences"]:
+        if s.get("file") in sha256_by_file:
+            s["sha256"] = sha256_by_file[s["file"]]
+    write_json_atomic(Path(split_dir) / "index.json", index)

@@ -1,11 +1,10 @@
 """Checkpoints without pickle: weights as safetensors (self-describing: the network config is in
 the metadata), optimizer tensors + RNG states as safetensors, scalars in a JSON state file.
-Writes are atomic (temp + rename)."""
+Writes are atomic (`common.atomic`: temp + rename)."""
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from common.atomic import atomic_write, write_text_atomic
 from model.cacd import CACDNet, NetConfig
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_model(net: CACDNet, path: Path, extra: dict[str, str] | None = None) -> None:
@@ -29,7 +22,7 @@ def save_model(net: CACDNet, path: Path, extra: dict[str, str] | None = None) ->
     sd = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     meta = {"cacd_net": json.dumps(asdict(net.cfg)), "format": "cacd-1"}
     meta.update(extra or {})
-    _atomic(path, lambda p: save_file(sd, str(p), metadata=meta))
+    atomic_write(path, lambda p: save_file(sd, str(p), metadata=meta))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> CACDNet:
@@ -72,10 +65,10 @@ def save_training_state(run: Path, optim: torch.optim.Optimizer, state: dict[str
                 tensors[f"state.{pid}.{k}"] = v.detach().cpu().contiguous()
             else:
                 scalars[f"{pid}.{k}"] = v
-    _atomic(run / "last.optim.safetensors", lambda p: save_file(tensors, str(p)))
+    atomic_write(run / "last.optim.safetensors", lambda p: save_file(tensors, str(p)))
     doc = dict(state, optimizer_param_groups=osd["param_groups"], optimizer_scalars=scalars,
                scheduler=scheduler_state)
-    _atomic(run / "state.json", lambda p: p.write_text(json.dumps(doc, indent=1)))
+    write_text_atomic(run / "state.json", json.dumps(doc, indent=1))
 
 
 def load_training_state(run: Path, optim: torch.optim.Optimizer) -> dict[str, Any]:

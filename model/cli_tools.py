@@ -83,7 +83,7 @@ def synth_cmd(out_dir, n_train, n_val, pairs, height, width, seed, no_masks):
     Example:
       cacd synth --out /tmp/synth && cacd train --data /tmp/synth --out runs/s
     """
-    from model.synthetic import SynthConfig, write_dataset
+    from dataset.synthetic import SynthConfig, write_dataset
 
     cfg = SynthConfig(height=height, width=width, pairs_per_sequence=pairs)
     write_dataset(out_dir, {"train": n_train, "val": n_val}, cfg, seed, with_masks=not no_masks)

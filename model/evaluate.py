@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from common.atomic import write_text_atomic
 from model.data import collate, make_dataset, to_device
 
 CITYSCAPES_CLASSES = (
@@ -126,8 +126,5 @@ def _f(x: float) -> float | None:
 
 
 def write_json(doc: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    """`doc` as indented JSON, published atomically (readers never see half a report)."""
+    write_text_atomic(path, json.dumps(doc, indent=1))

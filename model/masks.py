@@ -75,19 +75,13 @@ def write_masks(root: str | Path, provider: str = "graph", enhance: str = "clahe
                 sam_model_type: str = "vit_h", progress: bool = True) -> list[Path]:
     """Compute instance masks for every pair and store them as `masks` in each RPEA file.
 
-    Each file is rewritten through a temporary copy and renamed into place (atomic); the
-    split's index.json sha256 is updated the same way.
+    The files are rewritten through the RPEA writer (`dataset.rpea_format.replace_masks`: a
+    temporary copy renamed into place) and the split's index.json sha256 sums updated.
     """
-    import hashlib
-    import json
-    import os
-    import shutil
-
-    import h5py
-    import hdf5plugin
     from tqdm import tqdm
 
     from dataset.reader import RPEASequence, split_files
+    from dataset.rpea_format import replace_masks, set_index_checksums
     from model.enhance import get_enhancer
 
     root = Path(root)
@@ -99,9 +93,8 @@ def write_masks(root: str | Path, provider: str = "graph", enhance: str = "clahe
                                     or any(p.glob("*.h5"))))
     done = []
     for split in splits:
-        files = split_files(root, split)
         digests = {}
-        for path in files:
+        for path in split_files(root, split):
             seq = RPEASequence(path)
             ids = np.zeros((seq.num_pairs, seq.height, seq.width), np.uint16)
             for i in tqdm(range(seq.num_pairs), desc=path.name, disable=not progress):
@@ -112,24 +105,7 @@ def write_masks(root: str | Path, provider: str = "graph", enhance: str = "clahe
                     raise ValueError(f"{path}: pair {i} has more than 65535 regions")
                 ids[i] = m
             seq.close()
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            shutil.copyfile(path, tmp)
-            with h5py.File(tmp, "r+") as f:
-                if "masks" in f:
-                    del f["masks"]
-                f.create_dataset("masks", data=ids, chunks=(1, seq.height, seq.width),
-                                 **hdf5plugin.Blosc(cname="zstd", clevel=5,
-                                                    shuffle=hdf5plugin.Blosc.BITSHUFFLE))
-            os.replace(tmp, path)
-            digests[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            digests[path.name] = replace_masks(path, ids)
             done.append(path)
-        index = root / split / "index.json"
-        if index.is_file():
-            doc = json.loads(index.read_text())
-            for s in doc.get("sequences", []):
-                if s.get("file") in digests:
-                    s["sha256"] = digests[s["file"]]
-            tmp = index.with_name(f".index.json.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(doc, indent=1))
-            os.replace(tmp, index)
+        set_index_checksums(root / split, digests)
     return done

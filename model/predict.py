@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -10,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.atomic import atomic_path
 from model.data import collate, make_dataset, to_device
 from model.evaluate import predict_logits
 
@@ -68,8 +68,8 @@ def predict_to_folder(net, cfg: dict, root: str | Path, split: str, out: str | P
                                 overlay(image, pred), colorize(label)], 1)
         s, i = ds.items[idx]
         path = out / f"{ds.sequences[s].path.stem}_{i:05d}.png"
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-        cv2.imwrite(str(tmp), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:  # cv2 picks the format by the extension
+            if not cv2.imwrite(str(tmp), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"{path}: could not write the PNG")
         written.append(path)
     return written

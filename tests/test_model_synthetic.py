@@ -1,11 +1,11 @@
-"""The synthetic hard-lighting generator (`model/synthetic.py`) is physically honest: clipped
+"""The synthetic hard-lighting generator (`dataset/synthetic.py`) is physically honest: clipped
 glare holds nothing, crushed shadows hold little class information in RGB, events keep edges."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from model.synthetic import SynthConfig, expose, make_pair
+from dataset.synthetic import SynthConfig, expose, make_pair
 
 CFG = SynthConfig(height=48, width=64)
 

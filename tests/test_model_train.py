@@ -16,9 +16,9 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from dataset.synthetic import SynthConfig, write_dataset
 from model.cli import main
 from model.config import resolve
-from model.synthetic import SynthConfig, write_dataset
 from model.train import train
 
 TINY = ["model.proj_dim=16", "data.crop=[32,48]", "train.batch_size=2", "train.epochs=2",

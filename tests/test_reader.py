@@ -11,7 +11,7 @@ import torch
 
 from dataset.reader import RPEADataset, RPEAFormatError, RPEASequence, split_files
 from dataset.representations import event_frame
-from model.synthetic import write_rpea_file
+from dataset.synthetic import write_rpea_file
 
 H, W, N = 24, 40, 3
 

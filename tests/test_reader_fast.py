@@ -18,7 +18,7 @@ from dataset.representations import (
     voxel_grid,
     voxel_grid_stats,
 )
-from model.synthetic import write_rpea_file
+from dataset.synthetic import write_rpea_file
 
 H, W, N = 20, 36, 4
 

@@ -13,20 +13,17 @@ underlying log-radiance (an event camera's photoreceptor, floor `event_floor` fo
 current, far below the frame's noise floor) while objects and the camera move during the pair's
 window, so they keep edges and class-specific texture where the frame is clipped or crushed.
 Deterministic for a seed. Writes files per docs/rpea-format.md (schema 1.0) with ground-truth
-labels and instance masks.
+labels and instance masks, through the one RPEA writer (`dataset.rpea_format`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-import hdf5plugin
 import numpy as np
+
+from dataset.rpea_format import SequenceWriter, write_index
 
 # Cityscapes train ids used by the generator
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, SKY, PERSON, CAR = 0, 1, 2, 5, 7, 8, 10, 11, 13
@@ -232,10 +229,6 @@ def make_pair(rng: np.random.Generator, cfg: SynthConfig, night: bool):
     return image, label, masks, ev
 
 
-def _blosc():
-    return hdf5plugin.Blosc(cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE)
-
-
 def write_rpea_file(path: Path, images: np.ndarray, labels: np.ndarray,
                     events: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
                     window_us: int, masks: np.ndarray | None = None, night: bool = False,
@@ -244,60 +237,43 @@ def write_rpea_file(path: Path, images: np.ndarray, labels: np.ndarray,
     """Write one RPEA sequence file (atomically); return its index.json entry.
 
     events[i] = (x, y, t_us, p) of pair i with t_us relative to the pair's window start; pair i
-    gets the window [i * period_us, i * period_us + window_us).
+    gets the window [i * period_us, i * period_us + window_us). Times are stored from 0 (t_offset
+    0), so a file's times are the pair times above.
     """
     n, h, w = labels.shape
     name = name or path.stem
-    ex, ey, et, ep = [], [], [], []
     pairs = {k: np.zeros(n, np.int64) for k in (
         "frame_id", "frame_t_us", "exposure_t0_us", "exposure_t1_us", "event_t0_us",
         "event_t1_us", "event_idx0", "event_idx1")}
-    count = 0
-    for i, (x, y, t, p) in enumerate(events):
-        t0 = i * period_us
-        order = np.argsort(t, kind="stable")
-        ex.append(np.asarray(x, np.uint16)[order])
-        ey.append(np.asarray(y, np.uint16)[order])
-        et.append(np.asarray(t, np.int64)[order] + t0)
-        ep.append(np.asarray(p, np.uint8)[order])
-        pairs["frame_id"][i] = i
-        pairs["frame_t_us"][i] = pairs["exposure_t0_us"][i] = pairs["event_t0_us"][i] = t0
-        pairs["exposure_t1_us"][i] = pairs["event_t1_us"][i] = t0 + window_us
-        pairs["event_idx0"][i], pairs["event_idx1"][i] = count, count + len(x)
-        count += len(x)
-    t_all = np.concatenate(et)
     v = images.max(-1).astype(np.float32) / 255.0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs.update(schema_version="1.0", tool_version="synthetic", sequence=name,
-                       scene="synthetic", time_of_day="night" if night else "day", split=split,
-                       source_session="synthetic", height=h, width=w, num_pairs=n)
-        f.create_dataset("images", data=images, chunks=(1, h, w, 3), **_blosc())
-        f.create_dataset("labels", data=labels, chunks=(1, h, w), **_blosc())
+    tod = "night" if night else "day"
+    with SequenceWriter(path, h, w, t_offset_us=0) as wr:
+        count = 0
+        for i, (x, y, t, p) in enumerate(events):
+            t0 = i * period_us
+            order = np.argsort(t, kind="stable")
+            wr.append_events(np.asarray(x, np.uint16)[order], np.asarray(y, np.uint16)[order],
+                             np.asarray(t, np.int64)[order] + t0, np.asarray(p, np.uint8)[order])
+            pairs["frame_id"][i] = i
+            pairs["frame_t_us"][i] = pairs["exposure_t0_us"][i] = pairs["event_t0_us"][i] = t0
+            pairs["exposure_t1_us"][i] = pairs["event_t1_us"][i] = t0 + window_us
+            pairs["event_idx0"][i], pairs["event_idx1"][i] = count, count + len(x)
+            count += len(x)
+        wr.finish_events()
+        wr.create_pairs(n, with_masks=masks is not None)
+        wr.images[...] = images
+        wr.labels[...] = labels
         if masks is not None:
-            f.create_dataset("masks", data=masks.astype(np.uint16), chunks=(1, h, w), **_blosc())
-        g = f.create_group("events")
-        for key, arr in (("x", np.concatenate(ex)), ("y", np.concatenate(ey)),
-                         ("t", t_all.astype(np.uint32)), ("p", np.concatenate(ep))):
-            g.create_dataset(key, data=arr, **_blosc())
-        g.create_dataset("t_offset", data=np.int64(0))
-        last = int(t_all.max()) if t_all.size else 0
-        ms = np.searchsorted(t_all, np.arange(0, last // 1000 + 2) * 1000)
-        g.create_dataset("ms_to_idx", data=ms.astype(np.uint64))
-        pg = f.create_group("pairs")
-        for key, arr in pairs.items():
-            pg.create_dataset(key, data=arr)
-        pg.create_dataset("has_label", data=np.ones(n, np.uint8))
-        pg.create_dataset("overexposed_frac", data=(v > 0.9).mean((1, 2)).astype(np.float32))
-        pg.create_dataset("underexposed_frac", data=(v < 0.1).mean((1, 2)).astype(np.float32))
-        pg.create_dataset("is_night", data=np.full(n, int(night), np.uint8))
-        f.create_group("calib").attrs["yaml"] = "%YAML:1.0\n# synthetic: identity alignment\n"
-    os.replace(tmp, path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            wr.masks[...] = masks
+        wr.write_pairs({**pairs, "has_label": np.ones(n, np.uint8),
+                        "overexposed_frac": (v > 0.9).mean((1, 2)),
+                        "underexposed_frac": (v < 0.1).mean((1, 2)),
+                        "is_night": np.full(n, int(night), np.uint8)})
+        wr.write_calib("%YAML:1.0\n# synthetic: identity alignment\n")
+        digest = wr.commit({"tool_version": "synthetic", "sequence": name, "scene": "synthetic",
+                            "time_of_day": tod, "split": split, "source_session": "synthetic"})
     return {"name": name, "file": path.name, "num_pairs": n, "num_labelled": n, "sha256": digest,
-            "time_of_day": "night" if night else "day", "scene": "synthetic",
-            "session": "synthetic"}
+            "time_of_day": tod, "scene": "synthetic", "session": "synthetic"}
 
 
 def write_sequence(path: Path, name: str, split: str, night: bool, seed: int,
@@ -328,8 +304,5 @@ def write_dataset(root: str | Path, splits: dict[str, int], cfg: SynthConfig | N
             name = f"{'night' if night else 'day'}_{j:04d}"
             entries.append(write_sequence(root / split / f"{name}.h5", name, split, night,
                                           seed * 1000 + s_idx * 100 + j, cfg, with_masks))
-        index = {"schema_version": "1.0", "split": split, "sequences": entries}
-        tmp = root / split / ".index.json.tmp"
-        tmp.write_text(json.dumps(index, indent=1))
-        os.replace(tmp, root / split / "index.json")
+        write_index(root / split, entries)
     return root
