@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rig.devices import DeviceInfo, Frame, FrameCameraSettings, GrabTimeout
+from rig.devices import DeviceInfo, Frame, FrameCameraLifecycle, FrameCameraSettings, GrabTimeout
 from rig.recorder import FramePipeline
 from rig.session import FramesWriter
 
@@ -55,7 +55,7 @@ def make_frames(n: int, seed: int = 0) -> list[np.ndarray]:
     return frames
 
 
-class ScheduledCamera:
+class ScheduledCamera(FrameCameraLifecycle):
     """A `FrameCamera` delivering frames at `rate_hz`, with a driver-like pool of `buffers`."""
 
     def __init__(self, frames: list[np.ndarray], rate_hz: float, buffers: int = 16) -> None:

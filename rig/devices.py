@@ -7,9 +7,10 @@ Units are in the names (`exposure_us`, `timeout_s`, `t_ns`).
 
 from __future__ import annotations
 
+import enum
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -149,10 +150,20 @@ class EventCamera(Protocol):
 
 @runtime_checkable
 class FrameCamera(Protocol):
-    """A triggered frame camera delivering copied frames with their metadata."""
+    """A triggered frame camera delivering copied frames with their metadata.
+
+    The frame-id scheme says how `Frame.frame_id` counts, so a gap can be told from a wrap:
+    `frame_id_modulus` is the number of distinct ids before the counter wraps (None: 64-bit ids
+    that never wrap), `frame_id_first` the id after a wrap (GigE Vision 1.x: ids 1..65535,
+    modulus 65535, first 1), `frame_id_first_exposure` the id of the first exposure after
+    `start()` where the backend knows it (None: unknown). Known from `open()` on.
+    """
 
     width: int
     height: int
+    frame_id_modulus: int | None
+    frame_id_first: int
+    frame_id_first_exposure: int | None
 
     def open(self) -> None: ...
     def close(self) -> None: ...
@@ -177,3 +188,112 @@ class TriggerController(Protocol):
     def stop(self) -> None: ...
     def status(self) -> TriggerStatus: ...
     def read_pulses(self, timeout_s: float = 0.0) -> list[PulseReport]: ...
+
+
+# ---- lifecycle -------------------------------------------------------------------------------
+
+
+class DeviceState(enum.Enum):
+    """Where a device is in its life: closed -> open -> configured -> running."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    CONFIGURED = "configured"
+    RUNNING = "running"
+
+
+class DeviceLifecycle:
+    """The open / configure / start / stop rules of every device, written once.
+
+    Why: the simulated devices use the same base as the SDK backends, so a call out of order
+    fails on the simulated rig exactly as on the hardware, with the same `DeviceError`.
+    `start` is allowed from OPEN (every backend runs on its power-on settings), `stop` goes back
+    to the state before `start`, `close` to CLOSED from anywhere. A subclass names itself in
+    `device_name`, calls the `_require_*` guards before it touches the device and the `_mark_*`
+    transitions once the device has really changed state.
+    """
+
+    #: what the device does while running, and its start / stop calls, for the messages
+    run_word: ClassVar[str] = "running"
+    start_call: ClassVar[str] = "start()"
+    stop_call: ClassVar[str] = "stop()"
+    #: what the guards raise (a backend with its own `DeviceError` subclass names it here)
+    error_type: ClassVar[type[DeviceError]] = DeviceError
+
+    _state: DeviceState = DeviceState.CLOSED  # class defaults: no __init__ needed
+    _state_before_run: DeviceState = DeviceState.OPEN
+
+    @property
+    def device_name(self) -> str:
+        """How messages name the device (a backend adds its model and serial)."""
+        return type(self).__name__
+
+    @property
+    def state(self) -> DeviceState:
+        return self._state
+
+    @property
+    def is_open(self) -> bool:
+        return self._state is not DeviceState.CLOSED
+
+    @property
+    def is_running(self) -> bool:
+        return self._state is DeviceState.RUNNING
+
+    # -- guards ------------------------------------------------------------------------------
+    def _require_open(self) -> None:
+        if self._state is DeviceState.CLOSED:
+            raise self.error_type(f"{self.device_name} is not open (call open() first)")
+
+    def _require_stopped(self, call: str) -> None:
+        """`call` (e.g. "configure()") needs the device open and not running."""
+        self._require_open()
+        if self._state is DeviceState.RUNNING:
+            raise self.error_type(f"{self.device_name}: {call} while {self.run_word}; "
+                                  f"{self.stop_call} first")
+
+    def _require_running(self, call: str) -> None:
+        """`call` (e.g. "grab()") needs the device open and running."""
+        self._require_open()
+        if self._state is not DeviceState.RUNNING:
+            raise self.error_type(f"{self.device_name}: {call} before {self.start_call}")
+
+    # -- transitions -------------------------------------------------------------------------
+    def _mark_open(self, *, fresh: bool = False) -> None:
+        """Opened. Opening an open device keeps its configuration and run state, unless `fresh`
+        (the device itself started over, e.g. a new handshake with a restarted MCU)."""
+        if fresh or self._state is DeviceState.CLOSED:
+            self._state = DeviceState.OPEN
+
+    def _mark_configured(self) -> None:
+        self._state = DeviceState.CONFIGURED
+
+    def _mark_running(self) -> None:
+        if self._state is not DeviceState.RUNNING:
+            self._state_before_run = self._state
+        self._state = DeviceState.RUNNING
+
+    def _mark_stopped(self) -> None:
+        if self._state is DeviceState.RUNNING:
+            self._state = self._state_before_run
+
+    def _mark_closed(self) -> None:
+        self._state = DeviceState.CLOSED
+
+
+class EventCameraLifecycle(DeviceLifecycle):
+    """`DeviceLifecycle` of an event camera: it runs while recording."""
+
+    run_word: ClassVar[str] = "recording"
+    start_call: ClassVar[str] = "start_recording()"
+    stop_call: ClassVar[str] = "stop_recording()"
+
+
+class FrameCameraLifecycle(DeviceLifecycle):
+    """`DeviceLifecycle` of a frame camera (it runs while acquiring), with the default frame-id
+    scheme of `FrameCamera`: 64-bit ids from 0, first exposure unknown."""
+
+    run_word: ClassVar[str] = "acquiring"
+    frame_id_modulus: int | None = None
+    frame_id_first: int = 0
+    frame_id_first_exposure: int | None = None

@@ -135,8 +135,7 @@ class FramePipeline:
         self.error: BaseException | None = None
         self.last_frame_monotonic = time.monotonic()
         # GigE Vision ids wrap 65535 -> 1; a camera that wraps says so with these attributes.
-        self._ids = FrameIdTracker(getattr(camera, "frame_id_modulus", None),
-                                   first=getattr(camera, "frame_id_first", 0))
+        self._ids = FrameIdTracker(camera.frame_id_modulus, first=camera.frame_id_first)
         self._acq = threading.Thread(target=self._acquire, name="frame-acquisition", daemon=True)
         self._wr = threading.Thread(target=self._write, name="frame-writer", daemon=True)
 
@@ -356,9 +355,7 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
         wiring=copy.deepcopy(cfg.wiring) if cfg else Wiring(),
         rig_config=cfg.to_dict() if cfg else None,
         sensor_sizes={"event": (ev.width, ev.height), "frame": (fr.width, fr.height)},
-        frame_ids=FrameIdScheme(getattr(fr, "frame_id_modulus", None),
-                                getattr(fr, "frame_id_first", 0),
-                                getattr(fr, "frame_id_first_exposure", None)))
+        frame_ids=FrameIdScheme(fr.frame_id_modulus, fr.frame_id_first, fr.frame_id_first_exposure))
     manifest.save(out)
     if dev.sim_rig is not None:
         dev.sim_rig.attach_ground_truth(out / GROUND_TRUTH)

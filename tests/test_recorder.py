@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from rig import recorder as rec
-from rig.devices import DeviceInfo, EventRates, Frame, GrabTimeout, PulseReport, TriggerStatus
+from rig.devices import (
+    DeviceInfo,
+    EventRates,
+    Frame,
+    FrameCameraLifecycle,
+    GrabTimeout,
+    PulseReport,
+    TriggerStatus,
+)
 from rig.session import FramesWriter, SessionReader
 
 
@@ -52,7 +60,7 @@ class ScriptedTrigger:
         return out
 
 
-class ScriptedCamera:
+class ScriptedCamera(FrameCameraLifecycle):
     """Delivers a frame for each pulse, skipping ids in `lost` (a transport drop)."""
 
     width, height = 32, 24

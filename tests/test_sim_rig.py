@@ -144,6 +144,7 @@ def test_raw_file_decodes_to_the_emitted_events(tmp_path: Path) -> None:
     evt3 = pytest.importorskip("rig.evt3")
     rig = small_rig(seed=9)
     try:
+        rig.event_camera.open()
         rig.event_camera.start_recording(tmp_path / "events.raw")
         rig.run_pulses(2)
         rig.event_camera.stop_recording()

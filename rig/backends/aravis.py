@@ -24,7 +24,14 @@ from rig.backends._genicam import (
     apply_frame_settings,
     latch_clock,
 )
-from rig.devices import DeviceError, DeviceInfo, Frame, FrameCameraSettings, GrabTimeout
+from rig.devices import (
+    DeviceError,
+    DeviceInfo,
+    Frame,
+    FrameCameraLifecycle,
+    FrameCameraSettings,
+    GrabTimeout,
+)
 from rig.registry import BackendUnavailable
 
 INSTALL_HINT = ("apt install gir1.2-aravis-0.8 libaravis-0.8-0 (plus libgirepository1.0-dev "
@@ -98,7 +105,7 @@ class _AravisAccess:
         self.cam.execute_command(name)
 
 
-class AravisFrameCamera:
+class AravisFrameCamera(FrameCameraLifecycle):
     """A GenICam camera (USB3 Vision or GigE Vision) through Aravis."""
 
     backend = "aravis"
@@ -115,7 +122,6 @@ class AravisFrameCamera:
         self._fa: _AravisAccess | None = None
         self._stream: Any = None
         self._chunk_parser: Any = None
-        self._streaming = False
         self._applied = AppliedSettings()
         self._settings = FrameCameraSettings()
         self._info: dict[str, str] = {}
@@ -125,7 +131,7 @@ class AravisFrameCamera:
         self.counts = {"grabbed": 0, "incomplete": 0, "timeouts": 0, "frame_id_gaps": 0}
 
     @property
-    def _name(self) -> str:
+    def device_name(self) -> str:
         model = self._info.get("model") or "GenICam camera"
         return f"{model} {self._info.get('serial') or self._device_id or ''}".strip()
 
@@ -151,6 +157,10 @@ class AravisFrameCamera:
                                    ("USB3 Vision" if self._cam.is_uv_device() else "other")}
         self.width = self._fa.get_int("Width")
         self.height = self._fa.get_int("Height")
+        # GigE Vision 1.x block ids wrap 65535 -> 1; USB3 Vision ids are 64 bit
+        gv = bool(self._cam.is_gv_device())
+        self.frame_id_modulus, self.frame_id_first = (GV_FRAME_ID_MODULUS, 1) if gv else (None, 0)
+        self._mark_open()
 
     def _string_or_empty(self, name: str) -> str:
         try:
@@ -159,12 +169,13 @@ class AravisFrameCamera:
             return ""
 
     def close(self) -> None:
-        if self._cam is not None and self._streaming:
+        if self._cam is not None and self.is_running:
             self.stop()
         self._stream = None
         self._chunk_parser = None
         self._fa = None
         self._cam = None  # Aravis closes the device when the last reference goes
+        self._mark_closed()
 
     def info(self) -> DeviceInfo:
         return DeviceInfo(kind="frame_camera", backend=self.backend,
@@ -175,19 +186,15 @@ class AravisFrameCamera:
                                  "clock": [c.to_dict() for c in self._clock],
                                  "counts": dict(self.counts), "stream_stats": dict(self._stream_stats)})
 
-    def _require_open(self) -> _AravisAccess:
-        if self._fa is None:
-            raise DeviceError("Aravis camera is not open (call open() first)")
-        return self._fa
-
     # -- configuration ---------------------------------------------------------------------------
     def configure(self, settings: FrameCameraSettings) -> None:
-        fa = self._require_open()
-        if self._streaming:
-            raise DeviceError(f"{self._name}: configure() while acquiring; stop() first")
-        self._applied = apply_frame_settings(fa, settings, self._name)
+        self._require_stopped("configure()")
+        fa = self._fa
+        assert fa is not None
+        self._applied = apply_frame_settings(fa, settings, self.device_name)
         self.width, self.height = self._applied.width, self._applied.height
         self._settings = settings
+        self._mark_configured()
 
     def software_trigger(self) -> None:
         """One TriggerSoftware command (with trigger_source="Software"): bench and test use."""
@@ -203,9 +210,11 @@ class AravisFrameCamera:
         return 1.0
 
     def start(self) -> None:
-        fa = self._require_open()
-        if self._streaming:
+        self._require_open()
+        if self.is_running:
             return
+        fa = self._fa
+        assert fa is not None
         arv = self._arv
         try:
             self._stream = self._cam.create_stream(None, None)
@@ -221,20 +230,18 @@ class AravisFrameCamera:
             self._cam.start_acquisition()
         except Exception as exc:  # noqa: BLE001 - GLib.Error
             self._stream = None
-            raise DeviceError(f"{self._name}: cannot start acquisition: {exc}") from exc
-        gv = bool(self._cam.is_gv_device())
-        self.frame_id_modulus, self.frame_id_first = (GV_FRAME_ID_MODULUS, 1) if gv else (None, 0)
+            raise DeviceError(f"{self.device_name}: cannot start acquisition: {exc}") from exc
         self._ids = FrameIdTracker(self.frame_id_modulus, first=self.frame_id_first)
-        self._streaming = True
+        self._mark_running()
 
     def stop(self) -> None:
-        if not self._streaming:
+        if not self.is_running:
             return
-        self._streaming = False
+        self._mark_stopped()
         try:
             self._cam.stop_acquisition()
         except Exception as exc:  # noqa: BLE001
-            raise DeviceError(f"{self._name}: stop_acquisition failed: {exc}") from exc
+            raise DeviceError(f"{self.device_name}: stop_acquisition failed: {exc}") from exc
         stream = self._stream
         if stream is not None:
             stats = {}
@@ -253,13 +260,14 @@ class AravisFrameCamera:
 
     def grab(self, timeout_s: float) -> Frame:
         """Next buffer as a Frame (pixels copied), buffer pushed back; `GrabTimeout` when none."""
-        if not self._streaming or self._stream is None:
-            raise DeviceError(f"{self._name}: grab() before start()")
+        self._require_running("grab()")
+        if self._stream is None:
+            raise DeviceError(f"{self.device_name}: grab() before start()")
         timeout_us = max(1, int(round(timeout_s * 1e6)))
         buffer = self._stream.timeout_pop_buffer(timeout_us)
         if buffer is None:
             self.counts["timeouts"] += 1
-            raise GrabTimeout(f"{self._name}: no frame within {timeout_us / 1000:.0f} ms")
+            raise GrabTimeout(f"{self.device_name}: no frame within {timeout_us / 1000:.0f} ms")
         t_host_ns = time.monotonic_ns()
         try:
             return self._to_frame(buffer, t_host_ns)

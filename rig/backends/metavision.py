@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.backends._genicam import import_sdk
-from rig.devices import DeviceError, DeviceInfo, EventCameraSettings, EventRates
+from rig.devices import DeviceError, DeviceInfo, EventCameraLifecycle, EventCameraSettings, EventRates
 
 INSTALL_HINT = ("build OpenEB from source with Python bindings (-DCOMPILE_PYTHON3_BINDINGS=ON) and put "
                 "its lib/python3/site-packages on PYTHONPATH, see docs/hardware.md")
@@ -44,7 +44,7 @@ def _facility(device: Any, *getters: str) -> Any:
     return None
 
 
-class MetavisionEventCamera:
+class MetavisionEventCamera(EventCameraLifecycle):
     """An EVK4 (or any OpenEB-supported camera) recording its native raw stream to a file.
 
     `serial`: the camera's serial (None or "": the first camera). `count_cd_events`: let the HAL
@@ -85,7 +85,7 @@ class MetavisionEventCamera:
         self._history: collections.deque[tuple[float, int]] = collections.deque()
 
     @property
-    def _name(self) -> str:
+    def device_name(self) -> str:
         return f"Prophesee camera {self._identity.get('serial') or self.serial or ''}".strip()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -99,6 +99,7 @@ class MetavisionEventCamera:
             raise DeviceError(f"no Prophesee camera found {which} (check USB3, udev rules and the "
                               "OpenEB plugins path, see docs/hardware.md)")
         self._device = device
+        self._mark_open()
         geometry = _facility(device, "get_i_geometry")
         if geometry is not None:
             self.width, self.height = int(geometry.get_width()), int(geometry.get_height())
@@ -118,9 +119,10 @@ class MetavisionEventCamera:
                 (v for k, v in self._system_info.items() if "version" in k.lower()), "")
 
     def close(self) -> None:
-        if self._pump is not None:
+        if self.is_running:
             self.stop_recording()
         self._device = None  # the HAL closes the camera when the last reference goes
+        self._mark_closed()
 
     def info(self) -> DeviceInfo:
         rates = self.rates()
@@ -136,52 +138,47 @@ class MetavisionEventCamera:
                                             "trigger_edges": self._trigger_edges,
                                             "bytes": rates.bytes_written, "buffers": self._buffers}})
 
-    def _require_open(self) -> Any:
-        if self._device is None:
-            raise DeviceError("Prophesee camera is not open (call open() first)")
-        return self._device
-
     # -- configuration ---------------------------------------------------------------------------
     def configure(self, settings: EventCameraSettings) -> None:
-        device = self._require_open()
-        if self._pump is not None:
-            raise DeviceError(f"{self._name}: configure() while recording; stop_recording() first")
+        self._require_stopped("configure()")
+        device = self._device
         self._applied = {"biases": self._set_biases(device, settings.biases),
                          "roi": self._set_roi(device, settings.roi),
                          "erc_rate_ev_s": self._set_erc(device, settings.erc_rate_ev_s),
                          "trigger_in_channel": self._set_trigger_in(device, settings.trigger_in_channel)}
+        self._mark_configured()
 
     def _set_biases(self, device: Any, biases: dict[str, int]) -> dict[str, int]:
         ll = _facility(device, "get_i_ll_biases")
         if ll is None:
             if biases:
-                raise DeviceError(f"{self._name}: this camera has no bias facility")
+                raise DeviceError(f"{self.device_name}: this camera has no bias facility")
             return {}
         known = dict(ll.get_all_biases())
         for name, value in biases.items():
             if name not in known:
-                raise DeviceError(f"{self._name}: unknown bias {name!r} (this sensor has: "
+                raise DeviceError(f"{self.device_name}: unknown bias {name!r} (this sensor has: "
                                   f"{', '.join(sorted(known))})")
             try:
                 ok = ll.set(name, int(value))
             except Exception as exc:  # noqa: BLE001
-                raise DeviceError(f"{self._name}: bias {name} = {value} refused: {exc}") from exc
+                raise DeviceError(f"{self.device_name}: bias {name} = {value} refused: {exc}") from exc
             if ok is False:
-                raise DeviceError(f"{self._name}: bias {name} = {value} refused (out of range?)")
+                raise DeviceError(f"{self.device_name}: bias {name} = {value} refused (out of range?)")
         return {name: int(ll.get(name)) for name in sorted(known)}
 
     def _set_roi(self, device: Any, roi: tuple[int, int, int, int] | None) -> list[int] | None:
         facility = _facility(device, "get_i_roi")
         if facility is None:
             if roi is not None:
-                raise DeviceError(f"{self._name}: this camera has no ROI facility")
+                raise DeviceError(f"{self.device_name}: this camera has no ROI facility")
             return None
         if roi is None:
             facility.enable(False)
             return None
         x, y, w, h = (int(v) for v in roi)
         if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > self.width or y + h > self.height:
-            raise DeviceError(f"{self._name}: ROI {roi} outside the {self.width}x{self.height} sensor")
+            raise DeviceError(f"{self.device_name}: ROI {roi} outside the {self.width}x{self.height} sensor")
         window_cls = getattr(getattr(self._hal, "I_ROI", None), "Window", None)
         window = window_cls(x, y, w, h) if window_cls is not None else self._hal.DeviceRoi(x, y, w, h)
         facility.set_window(window)
@@ -192,7 +189,7 @@ class MetavisionEventCamera:
         erc = _facility(device, "get_i_erc_module", "get_i_erc")
         if erc is None:
             if rate_ev_s is not None:
-                raise DeviceError(f"{self._name}: this camera has no event-rate controller")
+                raise DeviceError(f"{self.device_name}: this camera has no event-rate controller")
             return None
         if rate_ev_s is None:
             erc.enable(False)
@@ -206,7 +203,7 @@ class MetavisionEventCamera:
         self._trigger_channel_id = None
         if trig is None:
             if channel is not None:
-                raise DeviceError(f"{self._name}: this camera has no trigger-in facility")
+                raise DeviceError(f"{self.device_name}: this camera has no trigger-in facility")
             return None
         channels = self._channels(trig)
         if channel is None:
@@ -214,10 +211,10 @@ class MetavisionEventCamera:
                 trig.disable(enum_value)
             return None
         if int(channel) not in channels:
-            raise DeviceError(f"{self._name}: no trigger-in channel {channel} (available ids: "
+            raise DeviceError(f"{self.device_name}: no trigger-in channel {channel} (available ids: "
                               f"{sorted(channels)})")
         if trig.enable(channels[int(channel)]) is False:
-            raise DeviceError(f"{self._name}: enabling trigger-in channel {channel} failed")
+            raise DeviceError(f"{self.device_name}: enabling trigger-in channel {channel} failed")
         self._trigger_channel_id = int(channel)
         return int(channel)
 
@@ -231,12 +228,11 @@ class MetavisionEventCamera:
     # -- recording -------------------------------------------------------------------------------
     def start_recording(self, raw_path: str | os.PathLike[str]) -> None:
         """Start the stream with HAL raw logging to `raw_path` and the pump thread."""
-        device = self._require_open()
-        if self._pump is not None:
-            raise DeviceError(f"{self._name}: already recording to {self._raw_path}")
+        self._require_stopped("start_recording()")
+        device = self._device
         stream = _facility(device, "get_i_events_stream")
         if stream is None:
-            raise DeviceError(f"{self._name}: no events stream facility")
+            raise DeviceError(f"{self.device_name}: no events stream facility")
         decoder = _facility(device, "get_i_events_stream_decoder", "get_i_decoder")
         self._callback_ids = []
         trig_dec = _facility(device, "get_i_event_ext_trigger_decoder")
@@ -248,7 +244,7 @@ class MetavisionEventCamera:
         path = Path(raw_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if stream.log_raw_data(str(path)) is False:
-            raise DeviceError(f"{self._name}: the HAL refused to log raw data to {path}")
+            raise DeviceError(f"{self.device_name}: the HAL refused to log raw data to {path}")
         self._reset_counters()
         self._history.append((time.monotonic(), 0))
         self._stream, self._decoder, self._raw_path = stream, decoder, path
@@ -257,6 +253,7 @@ class MetavisionEventCamera:
         stream.start()
         self._pump = threading.Thread(target=self._run_pump, name="evk-raw-pump", daemon=True)
         self._pump.start()
+        self._mark_running()
 
     def _on_cd(self, events: Any) -> None:
         with self._lock:
@@ -315,6 +312,7 @@ class MetavisionEventCamera:
         self._stop.set()
         self._pump.join()
         self._pump = None
+        self._mark_stopped()
         stream = self._stream
         try:
             stream.stop()
@@ -328,7 +326,8 @@ class MetavisionEventCamera:
             self._callback_ids = []
             self._stream = self._decoder = None
         if self._pump_error is not None:
-            raise DeviceError(f"{self._name}: event stream failed: {self._pump_error}") from self._pump_error
+            raise DeviceError(f"{self.device_name}: event stream failed: {self._pump_error}") \
+                from self._pump_error
 
     def rates(self) -> EventRates:
         with self._lock:

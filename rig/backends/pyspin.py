@@ -22,7 +22,14 @@ from rig.backends._genicam import (
     import_sdk,
     latch_clock,
 )
-from rig.devices import DeviceError, DeviceInfo, Frame, FrameCameraSettings, GrabTimeout
+from rig.devices import (
+    DeviceError,
+    DeviceInfo,
+    Frame,
+    FrameCameraLifecycle,
+    FrameCameraSettings,
+    GrabTimeout,
+)
 
 INSTALL_HINT = ("install the FLIR Spinnaker SDK and the matching spinnaker_python (PySpin) wheel "
                 "from FLIR's site, see docs/hardware.md")
@@ -93,7 +100,7 @@ class _NodeMapAccess:
         return str(self.ps.CStringPtr(node).GetValue())
 
 
-class SpinnakerFrameCamera:
+class SpinnakerFrameCamera(FrameCameraLifecycle):
     """A FLIR camera through PySpin: hardware-triggered, chunk data on, OldestFirst buffering.
 
     `serial`: the camera's serial number (None: the first camera). `reset_to_defaults`: load the
@@ -113,7 +120,6 @@ class SpinnakerFrameCamera:
         self._cam: Any = None
         self._nodes: _NodeMapAccess | None = None
         self._stream: _NodeMapAccess | None = None
-        self._streaming = False
         self._applied = AppliedSettings()
         self._settings: FrameCameraSettings | None = None
         self._info: dict[str, str] = {}
@@ -125,7 +131,7 @@ class SpinnakerFrameCamera:
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
-    def _name(self) -> str:
+    def device_name(self) -> str:
         model = self._info.get("model") or "camera"
         return f"FLIR {model} {self._info.get('serial') or self.serial or ''}".strip()
 
@@ -162,13 +168,14 @@ class SpinnakerFrameCamera:
             self.height = self._nodes.get_int("Height")
         except (ps.SpinnakerException, DeviceError) as exc:
             self.close()
-            raise DeviceError(f"{self._name}: cannot initialise: {exc}") from exc
+            raise DeviceError(f"{self.device_name}: cannot initialise: {exc}") from exc
+        self._mark_open()
 
     def close(self) -> None:
         """EndAcquisition, DeInit, drop every camera reference, then ReleaseInstance."""
         if self._cam is not None:
             try:
-                if self._streaming:
+                if self.is_running:
                     self.stop()
                 if self._cam.IsInitialized():
                     self._cam.DeInit()
@@ -176,6 +183,7 @@ class SpinnakerFrameCamera:
                 self._nodes = self._stream = None
                 self._cam = None  # the reference must go before ReleaseInstance
         self._release_system()
+        self._mark_closed()
 
     def _release_system(self) -> None:
         if self._system is not None:
@@ -191,51 +199,47 @@ class SpinnakerFrameCamera:
                           firmware=self._info.get("firmware", ""), extra=extra)
 
     # -- configuration ---------------------------------------------------------------------------
-    def _require_open(self) -> _NodeMapAccess:
-        if self._nodes is None:
-            raise DeviceError("FLIR camera is not open (call open() first)")
-        return self._nodes
-
     def configure(self, settings: FrameCameraSettings) -> None:
-        nodes = self._require_open()
-        if self._streaming:
-            raise DeviceError(f"{self._name}: configure() while acquiring; stop() first")
+        self._require_stopped("configure()")
+        nodes, stream = self._nodes, self._stream
+        assert nodes is not None and stream is not None
         try:
-            self._applied = apply_frame_settings(nodes, settings, self._name)
-            stream = self._stream
-            assert stream is not None
+            self._applied = apply_frame_settings(nodes, settings, self.device_name)
             stream.set_enum("StreamBufferHandlingMode", "OldestFirst")
             if stream.available("StreamBufferCountMode"):
                 stream.set_enum("StreamBufferCountMode", "Manual")
                 stream.set_int("StreamBufferCountManual", settings.buffer_count)
         except self._ps.SpinnakerException as exc:
-            raise DeviceError(f"{self._name}: configuration failed: {exc}") from exc
+            raise DeviceError(f"{self.device_name}: configuration failed: {exc}") from exc
         self.width, self.height = self._applied.width, self._applied.height
         self._settings = settings
+        self._mark_configured()
 
     # -- acquisition -----------------------------------------------------------------------------
     def start(self) -> None:
-        nodes = self._require_open()
-        if self._streaming:
+        self._require_open()
+        if self.is_running:
             return
+        nodes = self._nodes
+        assert nodes is not None
         sample = latch_clock(nodes)
         if sample is not None:
             self._clock.append(sample)
         try:
             self._cam.BeginAcquisition()
         except self._ps.SpinnakerException as exc:
-            raise DeviceError(f"{self._name}: BeginAcquisition failed: {exc}") from exc
-        self._streaming = True
+            raise DeviceError(f"{self.device_name}: BeginAcquisition failed: {exc}") from exc
+        self._mark_running()
         self._ids = FrameIdTracker()
 
     def stop(self) -> None:
-        if not self._streaming:
+        if not self.is_running:
             return
-        self._streaming = False
+        self._mark_stopped()
         try:
             self._cam.EndAcquisition()
         except self._ps.SpinnakerException as exc:
-            raise DeviceError(f"{self._name}: EndAcquisition failed: {exc}") from exc
+            raise DeviceError(f"{self.device_name}: EndAcquisition failed: {exc}") from exc
         nodes, stream = self._nodes, self._stream
         if stream is not None:
             self._stream_stats = {n: stream.get_int(n) for n in STREAM_STATS if stream.available(n)}
@@ -246,8 +250,7 @@ class SpinnakerFrameCamera:
 
     def grab(self, timeout_s: float) -> Frame:
         """Next image, pixels copied out and the image released; `GrabTimeout` when none came."""
-        if not self._streaming:
-            raise DeviceError(f"{self._name}: grab() before start()")
+        self._require_running("grab()")
         ps = self._ps
         timeout_ms = max(1, int(round(timeout_s * 1000.0)))
         try:
@@ -255,8 +258,8 @@ class SpinnakerFrameCamera:
         except ps.SpinnakerException as exc:
             if getattr(exc, "errorcode", None) == ps.SPINNAKER_ERR_TIMEOUT:
                 self.counts["timeouts"] += 1
-                raise GrabTimeout(f"{self._name}: no image within {timeout_ms} ms") from None
-            raise DeviceError(f"{self._name}: GetNextImage failed: {exc}") from exc
+                raise GrabTimeout(f"{self.device_name}: no image within {timeout_ms} ms") from None
+            raise DeviceError(f"{self.device_name}: GetNextImage failed: {exc}") from exc
         t_host_ns = time.monotonic_ns()
         try:
             return self._to_frame(image, t_host_ns)

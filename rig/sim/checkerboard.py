@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rig.sim.optics import RigGeometry, default_rig, rotation_from_euler_deg
-from rig.sim.scene_api import RenderResult
+from rig.sim.scene_api import RenderResult, SceneFeatures
 
 
 @dataclass
@@ -73,6 +74,8 @@ class CheckerboardScene:
     """Implements `rig.sim.scene_api.Scene` for calibration (see the module docstring)."""
 
     name = "checkerboard"
+    features = SceneFeatures()  # blinks and pose jumps are sampled by the rig's big-change check
+    max_object_speed_mps = 0.0  # the board only moves in the dark, between two poses
 
     def __init__(self, seed: int = 0, params: CheckerboardParams | None = None,
                  geometry: RigGeometry | None = None) -> None:
@@ -167,6 +170,11 @@ class CheckerboardScene:
 
     def rig_pose(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
         return np.eye(3), np.zeros(3)
+
+    def describe(self) -> dict[str, Any]:
+        """Empty, as checkerboard sessions have always stored it (readers of scenario.json fall
+        back to the default parameters); kept so that recordings stay byte-identical."""
+        return {}
 
     # ---- rendering -------------------------------------------------------------------------
     def _coverage(self, rays_cam: np.ndarray, R_world_cam: np.ndarray, centre_world_m: np.ndarray,

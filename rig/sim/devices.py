@@ -2,7 +2,8 @@
 
 The cameras do not simulate anything themselves: the rig's sim thread renders, runs the sensor
 models and hands them results (`_emit_events`, `_deliver`). They hold the state a real device
-holds (settings, acquisition on/off, the frame buffer, the raw file being logged).
+holds (settings, acquisition on/off, the frame buffer, the raw file being logged) and follow the
+backends' lifecycle (`rig.devices.DeviceLifecycle`), so they refuse what the hardware refuses.
 
 Created alone (e.g. by `rig.registry.create_device("event_camera", "sim")`), a device attaches
 to one process-wide default rig, so three devices created by name still share one world.
@@ -23,9 +24,11 @@ import numpy as np
 from rig.devices import (
     DeviceError,
     DeviceInfo,
+    EventCameraLifecycle,
     EventCameraSettings,
     EventRates,
     Frame,
+    FrameCameraLifecycle,
     FrameCameraSettings,
     GrabTimeout,
     TriggerSettings,
@@ -36,6 +39,7 @@ from rig.sim.mcu import SimMCU
 from rig.sim.mcu import SimTrigger as _McuTrigger
 
 if TYPE_CHECKING:
+    from rig.evt3 import EVT3Writer
     from rig.sim.world import SimRig
 
 __all__ = ["SimEventCamera", "SimFrameCamera", "SimTrigger", "default_rig_instance"]
@@ -71,23 +75,29 @@ class SimTrigger(_McuTrigger):
         return super().configure(settings)
 
     def start(self) -> None:
-        if self.rig is not None:
-            self.rig._before_trigger_start()
+        self._require_open()  # refused before the world clock moves
+        if self.rig is None or self.rig.mcu.running:
+            super().start()  # a running train: the MCU answers ERR busy, the world stays as it is
+            return
+        self.rig._before_trigger_start()
         super().start()
-        if self.rig is not None:
-            self.rig._after_trigger_start()
+        self.rig._after_trigger_start()
 
 
-class SimEventCamera:
+class SimEventCamera(EventCameraLifecycle):
     """An EVK4-like event camera whose raw stream the simulator encodes as EVT3."""
+
+    device_name = "simulated event camera"
 
     def __init__(self, rig: SimRig | None = None) -> None:
         self.rig = rig if rig is not None else default_rig_instance()
         self.width, self.height = self.rig.geometry.event.size
         self.settings = EventCameraSettings()
-        self._open = False
         self._lock = threading.RLock()
-        self._writer = None
+        self._writer: EVT3Writer | None = None
+        self._queue: queue.Queue[tuple[np.ndarray, np.ndarray] | None] = queue.Queue(maxsize=32)
+        self._write_error: Exception | None = None
+        self._write_thread: threading.Thread | None = None
         self._path: str | None = None
         self._events_total = 0
         self._triggers_total = 0
@@ -96,12 +106,12 @@ class SimEventCamera:
         self.kept: list[tuple[np.ndarray, np.ndarray]] = []  # debug hook: SimConfig.keep_events
 
     def open(self) -> None:
-        self._open = True
+        self._mark_open()
 
     def close(self) -> None:
         if self._writer is not None:
             self.stop_recording()
-        self._open = False
+        self._mark_closed()
 
     def info(self) -> DeviceInfo:
         return DeviceInfo("event_camera", "sim", "SimEVK4 (IMX636 model)", "SIM-EVK4-0001", "sim",
@@ -109,10 +119,12 @@ class SimEventCamera:
                            "sensor": self.rig.event_params.to_dict()})
 
     def configure(self, settings: EventCameraSettings) -> None:
+        self._require_stopped("configure()")
         if settings.trigger_in_channel is not None and not 0 <= settings.trigger_in_channel <= 15:
             raise DeviceError(f"simulated event camera: trigger channel {settings.trigger_in_channel} "
                               "out of range 0..15")
         self.settings = settings
+        self._mark_configured()
 
     @property
     def trigger_channel(self) -> int | None:
@@ -122,8 +134,7 @@ class SimEventCamera:
         from rig.evt3 import EVT3Writer
 
         with self._lock:
-            if self._writer is not None:
-                raise DeviceError("simulated event camera is already recording")
+            self._require_stopped("start_recording()")
             self._path = os.fspath(raw_path)
             self._writer = EVT3Writer(self._path, self.width, self.height,
                                       header_extra=self.rig.raw_header_extra())
@@ -136,6 +147,7 @@ class SimEventCamera:
             self._events_total = 0
             self._triggers_total = 0
             self._rate_window.clear()
+            self._mark_running()
 
     def stop_recording(self) -> None:
         """Let the simulation finish its tail (if the trigger is done), write every event still
@@ -147,16 +159,18 @@ class SimEventCamera:
         with self._lock:
             if self._writer is not None:
                 self._queue.put(None)
-                self._write_thread.join()
+                if self._write_thread is not None:
+                    self._write_thread.join()
                 self._writer.flush()
                 self._bytes_closed = self._writer.bytes_written
                 self._writer.close()
                 self._writer = None
+                self._mark_stopped()
                 if self._write_error is not None:
                     raise DeviceError(f"simulated event camera: writing {self._path} failed: "
                                       f"{self._write_error}")
 
-    def _write_loop(self, writer) -> None:
+    def _write_loop(self, writer: EVT3Writer) -> None:
         while True:
             item = self._queue.get()
             if item is None:
@@ -206,9 +220,10 @@ class SimEventCamera:
                 np.concatenate(tr) if tr else np.zeros(0, TRIGGER_DTYPE))
 
 
-class SimFrameCamera:
+class SimFrameCamera(FrameCameraLifecycle):
     """A BFS-U3-32S4C-like triggered frame camera with a bounded frame buffer."""
 
+    device_name = "simulated frame camera"
     # frame ids count exposures from 0 at each start() and never wrap (USB3 Vision's 64-bit ids)
     frame_id_modulus: int | None = None
     frame_id_first = 0
@@ -220,19 +235,22 @@ class SimFrameCamera:
         self.settings = FrameCameraSettings(exposure_us=self.rig.default_exposure_us,
                                             gain_db=self.rig.default_gain_db,
                                             pixel_format=self.rig.config.pixel_format)
-        self._open = False
-        self.acquiring = False
         self._cond = threading.Condition()
         self._queue: collections.deque[Frame] = collections.deque()
         self.frames_dropped_buffer = 0
         self._next_frame_id = 0
 
+    @property
+    def acquiring(self) -> bool:
+        """Whether triggers expose frames (between start() and stop())."""
+        return self.is_running
+
     def open(self) -> None:
-        self._open = True
+        self._mark_open()
 
     def close(self) -> None:
         self.stop()
-        self._open = False
+        self._mark_closed()
 
     def info(self) -> DeviceInfo:
         return DeviceInfo("frame_camera", "sim", "SimBFS (BFS-U3-32S4C model)", "SIM-BFS-0001", "sim",
@@ -240,6 +258,7 @@ class SimFrameCamera:
                            "sensor": self.rig.frame_params.to_dict()})
 
     def configure(self, settings: FrameCameraSettings) -> None:
+        self._require_stopped("configure()")
         if settings.pixel_format not in PIXEL_FORMATS:
             raise DeviceError(f"simulated frame camera: pixel format {settings.pixel_format!r} not "
                               f"one of {PIXEL_FORMATS}")
@@ -252,19 +271,25 @@ class SimFrameCamera:
         if settings.buffer_count < 1:
             raise DeviceError("simulated frame camera: buffer_count must be >= 1")
         self.settings = dataclasses.replace(settings)
+        self._mark_configured()
 
     def start(self) -> None:
+        """Start acquiring (a no-op while acquiring, as the SDK backends)."""
+        self._require_open()
         with self._cond:
-            self.acquiring = True
+            if self.is_running:
+                return
+            self._mark_running()
             self._next_frame_id = 0
 
     def stop(self) -> None:
         with self._cond:
-            self.acquiring = False
+            self._mark_stopped()
             self._queue.clear()
             self._cond.notify_all()
 
     def grab(self, timeout_s: float) -> Frame:
+        self._require_running("grab()")
         deadline = time.monotonic() + max(0.0, timeout_s)
         with self._cond:
             while not self._queue:

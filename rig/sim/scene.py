@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 from rig.sim import render as rk
-from rig.sim.scene_api import RenderResult
+from rig.sim.scene_api import RenderResult, SceneFeatures
 
 # Cityscapes train ids used here
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, TLIGHT, TSIGN, VEGETATION, TERRAIN, SKY = range(11)
@@ -130,6 +131,7 @@ class DrivingScene:
     """A seeded procedural street; implements `rig.sim.scene_api.Scene`."""
 
     name = "driving"
+    features = SceneFeatures(fast_render=True, tiles=True, object_motion=True, image_speed=True)
 
     def __init__(self, seed: int = 0, params: DrivingParams | None = None) -> None:
         self.seed = int(seed)
@@ -155,7 +157,7 @@ class DrivingScene:
         blk_f: list[list[float]] = []
         blk_i: list[list[int]] = []
         # (type, class, height range, prob) per layer
-        mix = [
+        mix: list[list[tuple[int, int, tuple[float, float], float]]] = [
             [(rk.BT_BUILDING, BUILDING, (6, 22), 0.5), (rk.BT_VEG, VEGETATION, (2.0, 5.0), 0.2),
              (rk.BT_WALL, WALL, (1.5, 2.6), 0.1), (rk.BT_FENCE, FENCE, (1.2, 2.0), 0.08),
              (-1, 0, (0, 0), 0.12)],
@@ -276,22 +278,22 @@ class DrivingScene:
             v = float(rng.choice([-1.0, 1.0]) * rng.uniform(1.0, 1.6)) if walk else 0.0
             h = float(rng.uniform(1.55, 1.9))
             w = 0.62 * h / 1.75
-            col = tuple(rng.uniform(0.05, 0.6, 3).tolist())
-            ol.add(bb, PERSON, rk.SUB_PERSON, (sx - w / 2, -h, z, sx + w / 2, 0.0, z), col,
+            clothes = tuple(rng.uniform(0.05, 0.6, 3).tolist())
+            ol.add(bb, PERSON, rk.SUB_PERSON, (sx - w / 2, -h, z, sx + w / 2, 0.0, z), clothes,
                    inst=ol.new_instance(), vz=v, omega=abs(v) * 2.2 if walk else 0.0,
                    phase=float(rng.uniform(0, 6.28)))
         # cyclists at the right edge of the ego lane, motorcyclists in the oncoming lane
         n = int(L / 100.0 * p.cyclists_per_100m)
         for _ in range(n):
             z = float(rng.uniform(0, L))
-            col = tuple(rng.uniform(0.05, 0.6, 3).tolist())
+            clothes = tuple(rng.uniform(0.05, 0.6, 3).tolist())
             if rng.uniform() < 0.7:
                 v = float(rng.uniform(3.5, 6.0)) if moving else 0.0
-                ol.add(bb, RIDER, rk.SUB_CYCLIST, (3.0 - 0.33, -1.75, z, 3.0 + 0.33, 0.0, z), col,
+                ol.add(bb, RIDER, rk.SUB_CYCLIST, (3.0 - 0.33, -1.75, z, 3.0 + 0.33, 0.0, z), clothes,
                        inst=ol.new_instance(), vz=v)
             else:
                 v = -float(rng.uniform(8, 12)) if moving else 0.0
-                ol.add(bb, RIDER, rk.SUB_MOTO, (-1.2 - 0.4, -1.6, z, -1.2 + 0.4, 0.0, z), col,
+                ol.add(bb, RIDER, rk.SUB_MOTO, (-1.2 - 0.4, -1.6, z, -1.2 + 0.4, 0.0, z), clothes,
                        inst=ol.new_instance(), vz=v)
         self.obj_f, self.obj_i = ol.arrays()
         self.n_instances = ol.next_inst - 1
@@ -301,7 +303,7 @@ class DrivingScene:
         col = np.array(_CAR_COLOURS[int(rng.integers(len(_CAR_COLOURS)))]) * rng.uniform(0.85, 1.1)
         inst = ol.new_instance()
         phase = float(rng.uniform(0, 6.28))
-        kw = dict(inst=inst, vz=vz, amp=amp, omega=omega, phase=phase)
+        kw: dict[str, Any] = dict(inst=inst, vz=vz, amp=amp, omega=omega, phase=phase)
         if kind == "bus":
             w, ln, h = 2.5, 11.0, 3.1
             ol.add(rk.KIND_BOX, BUS, rk.SUB_BUS, (x - w / 2, -h, z, x + w / 2, -0.25, z + ln),

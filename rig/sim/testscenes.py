@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from rig.sim.scene_api import RenderResult
+from rig.sim.scene_api import RenderResult, SceneFeatures
 
 
 @dataclass
@@ -51,7 +51,13 @@ def _box_coverage(x: np.ndarray, lo: float, hi: float, w: np.ndarray) -> np.ndar
 
 
 class PlaneScene:
+    """Implements `rig.sim.scene_api.Scene`: the chart of the module docstring.
+
+    Its `render(luminance=True)` is not the rig's fast path (no `labels_only`): the rig converts
+    the grey RGB itself, as it always has for this scene."""
+
     name = "plane"
+    features = SceneFeatures(image_speed=True, change_times=True)
 
     def __init__(self, seed: int = 0, params: PlaneParams | None = None) -> None:
         self.seed = seed

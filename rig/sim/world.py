@@ -18,12 +18,11 @@ and a full frame buffer drops the frame, as a real camera does.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -37,7 +36,15 @@ from rig.sim.mcu import SimMCU
 from rig.sim.optics import CameraModel, RigGeometry, default_rig
 from rig.sim.render import TILE, tile_ray_bounds
 from rig.sim.scenarios import Scenario, get_scenario, make_scene
-from rig.sim.scene_api import Scene
+from rig.sim.scene_api import (
+    ChangingScene,
+    FastRenderScene,
+    ImageSpeedScene,
+    ObjectMotionScene,
+    RenderResult,
+    Scene,
+    TiledScene,
+)
 
 THING_CLASSES = np.arange(11, 19)
 
@@ -168,9 +175,6 @@ class SimRig:
             {**self.scenario.frame_params, **config.frame_params})
         self.default_exposure_us = float(config.exposure_us or self.scenario.exposure_us)
         self.default_gain_db = float(self.scenario.gain_db)
-        params = inspect.signature(self.scene.render).parameters
-        self._scene_has_luminance = "luminance" in params and "labels_only" in params
-        self._scene_has_tiles = "tile_mask" in params and "out" in params
 
         rng = np.random.default_rng([int(config.seed), 0xC10C])
         self.event_clock = DeviceClock(float(rng.integers(1_000_000, 9_000_000)),
@@ -249,12 +253,11 @@ class SimRig:
 
     def describe(self) -> dict[str, Any]:
         """Scenario, parameters, seed and clocks (what ground_truth/scenario.json holds)."""
-        scene_desc = self.scene.describe() if hasattr(self.scene, "describe") else {}
         c = self.config
         return {
             "scenario": c.scenario, "description": self.scenario.description, "seed": c.seed,
-            "scene": getattr(self.scene, "name", type(self.scene).__name__),
-            "scene_params": scene_desc, "full_res": c.full_res, "scale": c.scale,
+            "scene": self.scene.name, "scene_params": self.scene.describe(),
+            "full_res": c.full_res, "scale": c.scale,
             "default_exposure_us": self.default_exposure_us, "default_gain_db": self.default_gain_db,
             "event_sensor": self.event_params.to_dict(), "frame_sensor": self.frame_params.to_dict(),
             "clocks": {"true": "MCU time, us",
@@ -392,10 +395,11 @@ class SimRig:
             raise
 
     def _render(self, rays: np.ndarray, R: np.ndarray, C: np.ndarray, t_us: float, *,
-                want_labels: bool = False, luminance: bool = False):
+                want_labels: bool = False, luminance: bool = False) -> RenderResult:
         t0 = time.perf_counter()
-        if luminance and self._scene_has_luminance:
-            res = self.scene.render(rays, R, C, t_us * 1e-6, want_labels=want_labels, luminance=True)
+        if luminance and self.scene.features.fast_render:
+            res = cast(FastRenderScene, self.scene).render(rays, R, C, t_us * 1e-6,
+                                                           want_labels=want_labels, luminance=True)
         else:
             res = self.scene.render(rays, R, C, t_us * 1e-6, want_labels=want_labels)
             if luminance:
@@ -404,6 +408,13 @@ class SimRig:
                                 + 0.0722 * rad[..., 2]).astype(np.float32)
         self.stats["render_s"] += time.perf_counter() - t0
         return res
+
+    def _labels_render(self, rays: np.ndarray, R: np.ndarray, C: np.ndarray,
+                       t_us: float) -> RenderResult:
+        """Labels, depth and instances along `rays` (shading skipped where the scene can)."""
+        if self.scene.features.fast_render:
+            return cast(FastRenderScene, self.scene).render(rays, R, C, t_us * 1e-6, labels_only=True)
+        return self._render(rays, R, C, t_us, want_labels=True, luminance=True)
 
     def event_pose(self, t_us: float) -> tuple[np.ndarray, np.ndarray]:
         """World pose (R_world_cam, centre) of the event camera at true time t."""
@@ -420,10 +431,10 @@ class SimRig:
         """Luminance seen by the event camera at t (only the tiles in `tile_mask` are fresh
         when the scene renders by tiles)."""
         R, C = self.event_pose(t_us)
-        if tile_mask is not None and self._scene_has_tiles:
+        if tile_mask is not None and self.scene.features.tiles:
             t0 = time.perf_counter()
-            self.scene.render(self.rays_event, R, C, t_us * 1e-6, luminance=True,
-                              tile_mask=tile_mask, out=self._lum_buf)
+            cast(TiledScene, self.scene).render(self.rays_event, R, C, t_us * 1e-6, luminance=True,
+                                                tile_mask=tile_mask, out=self._lum_buf)
             self.stats["render_s"] += time.perf_counter() - t0
             self.stats["tiles_rendered"] += int(tile_mask.sum())
             return self._lum_buf
@@ -438,10 +449,7 @@ class SimRig:
         nty, ntx = rays.shape[:2]
         R0, C0 = self.event_pose(t_us)
         R1, C1 = self.event_pose(t_us + d_us)
-        if self._scene_has_luminance:
-            res = self.scene.render(rays, R0, C0, t_us * 1e-6, labels_only=True)
-        else:
-            res = self._render(rays, R0, C0, t_us, want_labels=True, luminance=True)
+        res = self._labels_render(rays, R0, C0, t_us)
         if res.depth_m is None:
             return np.zeros(nty * ntx)
         depth = np.where(np.isfinite(res.depth_m), res.depth_m, 1e4).reshape(-1, 1).astype(np.float64)
@@ -455,21 +463,23 @@ class SimRig:
         v = np.max([f[dy:dy + nty, dx:dx + ntx] for dy in range(3) for dx in range(3)], axis=0)
         v = v.reshape(-1)
         fov = self._fov
-        if hasattr(self.scene, "object_image_motion"):
+        features = self.scene.features
+        if features.object_motion:
+            motion_scene = cast(ObjectMotionScene, self.scene)
             v = np.ascontiguousarray(v, dtype=np.float64)
             for ta in (t_us, t_us + 15_000.0):
                 poses = (self.event_pose(ta), self.event_pose(ta + d_us))
-                speed, box = self.scene.object_image_motion(poses, ta * 1e-6, (ta + d_us) * 1e-6,
-                                                            self.fx_event, fov)
+                speed, box = motion_scene.object_image_motion(poses, ta * 1e-6, (ta + d_us) * 1e-6,
+                                                              self.fx_event, fov)
                 if len(speed):
                     raise_by_boxes(v, np.ascontiguousarray(box, dtype=np.float64),
                                    np.ascontiguousarray(speed, dtype=np.float64), self._tile_bounds)
-        elif hasattr(self.scene, "max_image_speed_px_s"):
+        elif features.image_speed:
             poses = (self.event_pose(t_us), self.event_pose(t_us + d_us))
-            v = v + self.scene.max_image_speed_px_s(poses, t_us * 1e-6, (t_us + d_us) * 1e-6,
-                                                    self.fx_event, fov)
+            v = v + cast(ImageSpeedScene, self.scene).max_image_speed_px_s(
+                poses, t_us * 1e-6, (t_us + d_us) * 1e-6, self.fx_event, fov)
         else:
-            vobj = float(getattr(self.scene, "max_object_speed_mps", 0.0))
+            vobj = float(self.scene.max_object_speed_mps)
             lab = res.label.reshape(-1) if res.label is not None else None
             things = np.isin(lab, THING_CLASSES) if lab is not None else np.ones(len(depth), bool)
             if vobj > 0.0 and things.any():
@@ -486,9 +496,9 @@ class SimRig:
                 dt = np.where(v > 0, c.max_px_per_sample / np.maximum(v, 1e-9) * 1e6, np.inf)
             self._tile_dt = np.clip(dt, c.event_dt_min_us, c.tile_dt_max_us)
             self._motion_valid_until = t0 + 20_000.0
-        v = self._px_speed_event
-        dt = c.event_dt_max_us if v <= 0 else c.max_px_per_sample / v * 1e6
-        return int(min(c.event_dt_max_us, max(c.event_dt_min_us, dt)))
+        speed = self._px_speed_event
+        step_us = c.event_dt_max_us if speed <= 0 else c.max_px_per_sample / speed * 1e6
+        return int(min(c.event_dt_max_us, max(c.event_dt_min_us, step_us)))
 
     def _step(self) -> None:
         c = self.config
@@ -500,10 +510,10 @@ class SimRig:
         if self._tail_end_us is not None:
             dt = max(1, min(dt, int(np.ceil(self._tail_end_us - t0))))
         t1 = t0 + dt
-        all_due = not self._scene_has_tiles
-        if hasattr(self.scene, "change_times"):
+        all_due = not self.scene.features.tiles
+        if self.scene.features.change_times:
             # an abrupt change (blink, step) gets a sample just before and one at it
-            changes = self.scene.change_times(t0 * 1e-6, t1 * 1e-6)
+            changes = cast(ChangingScene, self.scene).change_times(t0 * 1e-6, t1 * 1e-6)
             if changes:
                 tc = int(np.ceil(changes[0] * 1e6 - 1e-6))
                 t1 = tc - 1 if tc - 1 > t0 else max(tc, t0 + 1)
@@ -615,11 +625,7 @@ class SimRig:
                     ex.instance = (res.instance if res.instance is not None
                                    else np.zeros((fh, fw), np.uint16))
                     Re, Ce = self.event_pose(ts)
-                    if self._scene_has_luminance:
-                        rev = self.scene.render(self.rays_event, Re, Ce, ts * 1e-6, labels_only=True)
-                    else:
-                        rev = self._render(self.rays_event, Re, Ce, ts, want_labels=True,
-                                           luminance=True)
+                    rev = self._labels_render(self.rays_event, Re, Ce, ts)
                     eh, ew = self.geometry.event.height, self.geometry.event.width
                     ex.depth_event = (rev.depth_m if rev.depth_m is not None
                                       else np.full((eh, ew), np.inf, np.float32))
@@ -629,6 +635,7 @@ class SimRig:
                 finished.append(ex)
         for ex in finished:
             self._exposures.remove(ex)
+            assert ex.acc is not None  # n >= 1 sub-samples were accumulated
             tk = time.perf_counter()
             pixels = self.frame_sensor.expose(ex.acc, ex.n, ex.exposure_us, ex.gain_db,
                                               ex.pixel_format, ex.serial)
@@ -637,6 +644,7 @@ class SimRig:
             self.stats["frames_s"] += time.perf_counter() - tk
             ex.acc = None
             if self._gt is not None and ex.label is not None:
+                assert ex.instance is not None and ex.depth_event is not None  # set with the label
                 self._gt.frame(ex.pulse, 0.5 * (ex.t_start_us + ex.t_end_us), ex.label, ex.instance,
                                ex.depth_event)
             self._deliveries.append((ex.t_end_us + self.frame_params.readout_us, ex, pixels))

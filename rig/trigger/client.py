@@ -14,7 +14,14 @@ import threading
 import time
 from typing import Any
 
-from rig.devices import DeviceError, DeviceInfo, PulseReport, TriggerSettings, TriggerStatus
+from rig.devices import (
+    DeviceError,
+    DeviceInfo,
+    DeviceLifecycle,
+    PulseReport,
+    TriggerSettings,
+    TriggerStatus,
+)
 from rig.trigger import protocol as tp
 
 _POLL_S = 0.02  # read granularity: the port's read timeout
@@ -114,14 +121,20 @@ class _Clock32:
         return value
 
 
-class SerialTrigger:
+class SerialTrigger(DeviceLifecycle):
     """`TriggerController` for the trigger firmware over a serial line (or its simulation).
 
     `port` is a device path, a pyserial URL or an already-open pyserial-like object (with `read`,
     `write`, `timeout`). `timeout_s` bounds each request; `boot_wait_s` is how long `open()` waits
     for the boot banner (None: 2.5 s for a device, which an Uno needs to pass its bootloader after
     the reset that opening the port causes, 0.3 s for URLs and objects).
+
+    Every request needs `open()` first (`DeviceLifecycle`). Whether the pulse train runs is the
+    MCU's state, not ours (a counted train ends by itself, a reset stops it), so configure and
+    start while it runs are left to the firmware, which answers `ERR busy` (`TriggerRefused`).
     """
+
+    error_type = TriggerError
 
     def __init__(self, port: Any, *, timeout_s: float = 1.0, boot_wait_s: float | None = None,
                  report_pulses: bool = True, baudrate: int = tp.BAUD) -> None:
@@ -157,6 +170,10 @@ class SerialTrigger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def device_name(self) -> str:
+        return f"trigger on {self.port_name}"
+
     # ---- TriggerController
 
     def open(self) -> None:
@@ -190,6 +207,7 @@ class SerialTrigger:
             self._reset_seen = None  # the banner of the boot we waited for is no reset
             self.resets_seen = resets_before
             self._check_version(self._request("VERSION", "VERSION"))
+            self._mark_open(fresh=True)  # a new handshake: configure and start again
 
     def close(self) -> None:
         with self._lock:
@@ -200,6 +218,7 @@ class SerialTrigger:
                     pass
                 if isinstance(self._port_arg, str):
                     self._ser = None
+            self._mark_closed()
 
     def info(self) -> DeviceInfo:
         v = self.version
@@ -215,6 +234,7 @@ class SerialTrigger:
 
     def configure(self, settings: TriggerSettings) -> TriggerStatus:
         """Send CONFIG; the reply's achieved period/width land in `last_config`."""
+        self._require_open()
         if settings.polarity not in tp.POLARITIES:
             raise TriggerError(f"trigger on {self.port_name}: polarity must be one of "
                                f"{tp.POLARITIES}, not {settings.polarity!r}")
@@ -223,19 +243,25 @@ class SerialTrigger:
                    f"report={int(self.report_pulses)}")
         reply = self._request(request, "OK CONFIG")
         self.last_config = tp.parse_kv(reply.split()[2:])
+        self._mark_configured()  # the firmware takes CONFIG only while no train runs
         return self.status()
 
     def start(self) -> None:
+        self._require_open()
         reply = self._request("START", "OK START")
         raw = int(tp.parse_kv(reply.split()[2:]).get("t_us", "0"))
         with self._lock:
             self._pulses.clear()
             self.start_t_us = self._clock.unwrap_near(raw)
+        self._mark_running()
 
     def stop(self) -> None:
+        self._require_open()
         self._request("STOP", "OK STOP")
+        self._mark_stopped()
 
     def status(self) -> TriggerStatus:
+        self._require_open()
         with self._lock:
             line = self._request("STATUS", "STATUS")
             try:
@@ -252,6 +278,7 @@ class SerialTrigger:
 
     def read_pulses(self, timeout_s: float = 0.0) -> list[PulseReport]:
         """Pulse reports received so far; waits up to `timeout_s` for the first one."""
+        self._require_open()
         with self._lock:
             deadline = time.monotonic() + max(0.0, timeout_s)
             self._pump(0.0)
@@ -266,16 +293,19 @@ class SerialTrigger:
 
     def ping(self) -> float:
         """Round-trip time of PING in seconds."""
+        self._require_open()
         t0 = time.perf_counter()
         self._request("PING", "PONG")
         return time.perf_counter() - t0
 
     def clear_errors(self) -> int:
+        self._require_open()
         reply = self._request("CLEAR", "OK CLEAR")
         return int(tp.parse_kv(reply.split()[2:]).get("err", "0"), 0)
 
     def request(self, line: str) -> str:
         """Send one raw request line; returns the reply line (an `ERR` raises TriggerRefused)."""
+        self._require_open()
         return self._request(line, "")
 
     # ---- internals
@@ -300,7 +330,7 @@ class SerialTrigger:
 
     def _write(self, data: bytes) -> None:
         if self._ser is None:
-            raise TriggerError(f"trigger on {self.port_name} is not open: call open() first")
+            raise TriggerError(f"{self.device_name} is not open (call open() first)")
         try:
             self._ser.write(data)
             flush = getattr(self._ser, "flush", None)
@@ -311,7 +341,7 @@ class SerialTrigger:
 
     def _read_some(self) -> bytes:
         if self._ser is None:
-            raise TriggerError(f"trigger on {self.port_name} is not open: call open() first")
+            raise TriggerError(f"{self.device_name} is not open (call open() first)")
         try:
             waiting = getattr(self._ser, "in_waiting", 0) or 0
             return self._ser.read(max(1, min(int(waiting), 4096))) or b""
