@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import h5py
@@ -171,18 +171,20 @@ class RPEASequence:
         if shift_xy[1]:
             y += shift_xy[1]
         shape = (self.height, self.width)
+        frame_scale: float = 0.0
+        voxel_stats: tuple[float, float] | None = None
         if kind == "frame":
-            full, stats = event_frame_with_scale(x, y, e.t_us, e.p, shape, e.t0_us, e.t1_us)
+            full, frame_scale = event_frame_with_scale(x, y, e.t_us, e.p, shape, e.t0_us, e.t1_us)
         else:
             full = voxel_grid(x, y, e.t_us, e.p, shape, bins, e.t0_us, e.t1_us)
-            stats = voxel_grid_stats(full) if normalize else None
+            voxel_stats = voxel_grid_stats(full) if normalize else None
         y0, x0, ch, cw = window if window is not None else (0, 0, self.height, self.width)
         rep = crop_window(full, 1, y0, x0, ch, cw, 0, flip)
         if normalize:
             if kind == "frame":
-                apply_event_frame_scale(rep, stats)
+                apply_event_frame_scale(rep, frame_scale)
             else:
-                apply_voxel_grid_stats(rep, stats)
+                apply_voxel_grid_stats(rep, voxel_stats)
         return rep
 
 
@@ -210,7 +212,15 @@ def event_channels(representation: str, bins: int = 5) -> int:
     return 3 if representation == "frame" else int(bins)
 
 
-class RPEADataset:
+if TYPE_CHECKING:  # a map-style torch Dataset, without importing torch to read a file
+    from torch.utils.data import Dataset
+
+    _DatasetBase = Dataset[dict[str, Any]]
+else:
+    _DatasetBase = object
+
+
+class RPEADataset(_DatasetBase):
     """Pairs of one split as dicts of torch tensors.
 
     Each sample: `image` uint8 (3, h, w), `events` float32 (C, h, w), `label` int64 (h, w) with

@@ -146,10 +146,13 @@ class SequenceWriter:
                          for ta in np.asarray(t_abs_us, np.int64)], np.int64)
 
     # -- pairs --------------------------------------------------------------------------------
-    def create_pairs(self, n: int, with_masks: bool = False) -> None:
+    def create_pairs(self, n: int, with_masks: bool = False
+                     ) -> tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset | None]:
+        """The `images`, `labels` (and `masks`) datasets of n pairs, to be filled by row."""
         self.num_pairs = int(n)
-        self.images, self.labels, self.masks = create_pair_datasets(
-            self.h5, n, self.height, self.width, with_masks)
+        images, labels, masks = create_pair_datasets(self.h5, n, self.height, self.width, with_masks)
+        self.images, self.labels, self.masks = images, labels, masks
+        return images, labels, masks
 
     def copy_pairs_from(self, src: h5py.File, row0: int = 0) -> None:
         """Take `images`, `labels`, `masks` of another file with the same layout into rows
@@ -171,9 +174,13 @@ class SequenceWriter:
                 dst.id.write_direct_chunk((row0 + i, *tail), data, mask)
 
     def write_image(self, i: int, rgb: np.ndarray) -> None:
+        if self.images is None:
+            raise RuntimeError("create_pairs() first")
         self.images[i] = rgb
 
     def write_label(self, i: int, label: np.ndarray) -> None:
+        if self.labels is None:
+            raise RuntimeError("create_pairs() first")
         self.labels[i] = label
 
     def write_mask(self, i: int, mask: np.ndarray) -> None:

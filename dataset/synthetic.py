@@ -260,11 +260,11 @@ def write_rpea_file(path: Path, images: np.ndarray, labels: np.ndarray,
             pairs["event_idx0"][i], pairs["event_idx1"][i] = count, count + len(x)
             count += len(x)
         wr.finish_events()
-        wr.create_pairs(n, with_masks=masks is not None)
-        wr.images[...] = images
-        wr.labels[...] = labels
-        if masks is not None:
-            wr.masks[...] = masks
+        images_ds, labels_ds, masks_ds = wr.create_pairs(n, with_masks=masks is not None)
+        images_ds[...] = images
+        labels_ds[...] = labels
+        if masks is not None and masks_ds is not None:
+            masks_ds[...] = masks
         wr.write_pairs({**pairs, "has_label": np.ones(n, np.uint8),
                         "overexposed_frac": (v > 0.9).mean((1, 2)),
                         "underexposed_frac": (v < 0.1).mean((1, 2)),

@@ -33,7 +33,7 @@ def event_counts(x: np.ndarray, y: np.ndarray, p: np.ndarray, shape_hw: tuple[in
 def event_image(x: np.ndarray, y: np.ndarray, p: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
     """RGB uint8: white background, ON events blue, OFF red, saturation by count."""
     on, off = event_counts(x, y, p, shape_hw)
-    img = np.full((*shape_hw, 3), 255, np.float32)
+    img: np.ndarray = np.full((*shape_hw, 3), 255, np.float32)
     scale = max(float(np.percentile(np.maximum(on, off)[(on + off) > 0], 95)) if (on + off).any()
                 else 1.0, 1.0)
     a_on = np.clip(on / scale, 0, 1)[..., None]

@@ -97,9 +97,10 @@ def bench(cfg: NetConfig, size: int = 512, runs: int = 20, warmup: int = 3,
     for _ in range(runs):
         for k, net in enumerate(nets):
             samples[k].append(latency_ms(net, size, runs=1, warmup=0, amp=amp))
-    for row, s in zip(rows, samples, strict=True):
-        row["latency_ms"] = round(statistics.median(s), 2)
-    ratio = rows[0]["latency_ms"] / rows[2]["latency_ms"]
+    latency = [round(statistics.median(s), 2) for s in samples]
+    for row, ms in zip(rows, latency, strict=True):
+        row["latency_ms"] = ms
+    ratio = latency[0] / latency[2]
     return {"size": size, "device": device, "amp": amp, "runs": runs, "config": asdict(cfg),
             "flop_counter": "torch.utils.flop_counter.FlopCounterMode (1 MAC = 2 FLOPs)",
             "rows": rows, "latency_ratio_cacd_over_segformer": round(ratio, 3)}

@@ -76,11 +76,10 @@ class SegFormerHead(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         size = feats[0].shape[2:]
-        ups = [
-            F.interpolate(getattr(self, f"linear_c{i + 1}")(f), size=size, mode="bilinear",
-                          align_corners=False) if i else self.linear_c1(f)
-            for i, f in enumerate(feats)
-        ]
+        ups = []
+        for i, f in enumerate(feats):
+            up = self.get_submodule(f"linear_c{i + 1}")(f)
+            ups.append(F.interpolate(up, size=size, mode="bilinear", align_corners=False) if i else up)
         x = self.linear_fuse(torch.cat(ups[::-1], 1))
         return self.linear_pred(self.dropout(x))
 
@@ -171,13 +170,19 @@ class CACDNet(nn.Module):
         """uint8 or [0, 1] float RGB (B, 3, H, W) -> ImageNet-normalised float."""
         if image.dtype == torch.uint8:
             image = image.float() / 255.0
-        return (image - self.mean) / self.std
+        return (image - self.get_buffer("mean")) / self.get_buffer("std")
 
     def encode(self, image: torch.Tensor | None, events: torch.Tensor | None):
         """Stage features of each present modality."""
-        f_img = self.rgb_encoder(self.normalize_image(image)) if hasattr(
-            self, "rgb_encoder") else None
-        f_evt = self.event_encoder(events.float()) if hasattr(self, "event_encoder") else None
+        f_img = f_evt = None
+        if hasattr(self, "rgb_encoder"):
+            if image is None:
+                raise ValueError("this network takes images: give `image`")
+            f_img = self.rgb_encoder(self.normalize_image(image))
+        if hasattr(self, "event_encoder"):
+            if events is None:
+                raise ValueError("this network takes events: give `events`")
+            f_evt = self.event_encoder(events.float())
         return f_img, f_evt
 
     def decode(self, f_img, f_evt) -> torch.Tensor:

@@ -3,6 +3,7 @@ transform (enhancement, gradient map, exposure regions, instance masks) and load
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ class TrainTransform:
         self.mask_name = d["masks"]
         self.sam = (d.get("sam_checkpoint"), d.get("sam_model_type", "vit_h"))
         self.enhance_name = d["enhance"]
-        self._enhance = None
+        self._enhance: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
         self._provider: Any = False
 
     def __getstate__(self) -> dict:

@@ -37,7 +37,8 @@ def resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def instance_features(feat_a: torch.Tensor, feat_b: torch.Tensor, ids: torch.Tensor,
-                      max_instances: int = 64, min_px: int = 2):
+                      max_instances: int = 64, min_px: int = 2
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Eqs. 2-3: mask-average the features of each instance, then L2-normalise.
 
     feat_a, feat_b: (D, h, w) maps of the two modalities; ids: (h, w) instance ids, 0 = none.
@@ -144,8 +145,9 @@ def total_loss(logits: torch.Tensor, label: torch.Tensor, aux: dict, batch: dict
                                     w.min_instance_px)
             if got is None or got[0].shape[0] < 2:
                 continue
-            cl.append(intra_cluster_loss(*got))
-            al.append(inter_align_loss(*got, w.tau))
+            f_evt, f_img = got
+            cl.append(intra_cluster_loss(f_evt, f_img))
+            al.append(inter_align_loss(f_evt, f_img, w.tau))
         if cl:
             lc, la = torch.stack(cl).mean(), torch.stack(al).mean()
             total = total + w.cluster * lc + w.align * la

@@ -105,7 +105,7 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
                              "history": [], "elapsed_s": 0.0}
     if resume:
         state.update(load_training_state(run, optim))
-    model = net
+    model: torch.nn.Module = net
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[local] if device.type == "cuda" else None)

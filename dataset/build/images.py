@@ -62,7 +62,7 @@ def make_pair_images(reader: Any, sequence: str, opts: BuildOptions, align: Any,
                 if lab is not None:
                     labels[i] = lab
                     has_label[i] = 1
-                if m is not None:
+                if m is not None and masks is not None:
                     masks[i] = m
                 if progress:
                     progress("pairs", i + 1, n)

@@ -46,7 +46,7 @@ def _time_of_day_from_frames(reader: Any, samples: int = 5) -> str:
 
 def plan(sessions: list[Path], opts: BuildOptions) -> list[SessionPlan]:
     """Split assignment of every session (recorded in `<out>/splits.yaml`)."""
-    keys = {}
+    keys: dict[str, tuple[Path, SessionKey]] = {}
     for p in sessions:
         p = Path(p)
         if not (p / MANIFEST).is_file():

@@ -121,9 +121,10 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
                 result["label_source"] = parts[0]["label_source"]
                 result["labels_missing"] = sum(q["labels_missing"] for q in parts)
             else:
-                writer.create_pairs(n, with_masks=opts.write_masks and has_masks(reader))
-                result = make_pair_images(reader, p.name, opts, align, sync, writer.images,
-                                          writer.labels, writer.masks, progress)
+                images, labels, masks = writer.create_pairs(
+                    n, with_masks=opts.write_masks and has_masks(reader))
+                result = make_pair_images(reader, p.name, opts, align, sync, images, labels, masks,
+                                          progress)
             tod = p.time_of_day
             writer.write_pairs({
                 "frame_id": sync.frame_id, "frame_t_us": exp_t0,
