@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.atomic import write_text_atomic
+
 
 def ground_truth_calibration(geometry, path: Path) -> Path:
     """calib.yaml from a `RigGeometry` (the simulator's truth): what a perfect calibration gives,
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         calib = ground_truth_calibration(SessionReader(sessions[0]).ground_truth_geometry(),
                                          args.out / "calib.yaml")
     splits = args.out / "splits.yaml"
-    splits.write_text("train: [day_0001]\nval: [night_0001]\n")
+    write_text_atomic(splits, "train: [day_0001]\nval: [night_0001]\n")
     data = args.out / "rpea"
     for split in ("train", "val"):
         result = build(split, sessions, BuildOptions(calib_path=calib, out_dir=data,

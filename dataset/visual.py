@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import math
+import os
 
 import cv2
 import numpy as np
 
+from common.atomic import atomic_path
 from dataset.labels import colorize
 
 ON_RGB = (0, 90, 255)
@@ -82,10 +84,12 @@ def panel(images: list[np.ndarray], captions: list[str] | None = None, gap: int 
     return np.hstack(out)
 
 
-def save_rgb(path, rgb: np.ndarray) -> None:
-    """Write an RGB array as PNG (OpenCV wants BGR); the folder must exist."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write the PNG")
+def save_rgb(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
+    """Publish an RGB array as PNG, atomically (OpenCV wants BGR, and picks the format by the
+    temporary file's extension)."""
+    with atomic_path(path, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"{path}: could not write the PNG")
 
 
 def bar_chart(values: np.ndarray, labels: list[str], title: str, *, log: bool = False,

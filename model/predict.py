@@ -4,29 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.atomic import atomic_path
+from dataset.labels import colorize
+from dataset.visual import save_rgb
 from model.data import collate, make_dataset, to_device
 from model.evaluate import predict_logits
-
-# Cityscapes colours of the 19 train ids (RGB); ignore (255) is black
-PALETTE = np.array([
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
-    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
-    (0, 80, 100), (0, 0, 230), (119, 11, 32)], np.uint8)
-
-
-def colorize(ids: np.ndarray) -> np.ndarray:
-    """Train ids (H, W) -> RGB (H, W, 3); 255 and unknown ids -> black."""
-    out = np.zeros(ids.shape + (3,), np.uint8)
-    ok = ids < len(PALETTE)
-    out[ok] = PALETTE[ids[ok]]
-    return out
 
 
 def event_rgb(events: np.ndarray) -> np.ndarray:
@@ -68,8 +53,6 @@ def predict_to_folder(net, cfg: dict, root: str | Path, split: str, out: str | P
                                 overlay(image, pred), colorize(label)], 1)
         s, i = ds.items[idx]
         path = out / f"{ds.sequences[s].path.stem}_{i:05d}.png"
-        with atomic_path(path, suffix=".png") as tmp:  # cv2 picks the format by the extension
-            if not cv2.imwrite(str(tmp), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"{path}: could not write the PNG")
+        save_rgb(path, panel)
         written.append(path)
     return written

@@ -21,6 +21,7 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
+from common.atomic import write_text_atomic
 from model.cacd import CACDNet, NetConfig
 from model.checkpoint import (
     load_model,
@@ -90,7 +91,7 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
     main = rank == 0
     if main:
         run.mkdir(parents=True, exist_ok=True)
-        (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        write_text_atomic(run / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
 
     train_ds = make_dataset(cfg, data_root, "train", train=True)
     has_val = (Path(data_root) / "val").is_dir()
