@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from common.workspace import Workspace
 
 
 @click.command("calibrate")
@@ -14,9 +18,9 @@ import click
               help="Inner corners per row x per column.")
 @click.option("--square-mm", type=float, default=25.0, show_default=True,
               help="Side of one square in millimetres.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("calib"), show_default=True,
-              help="Folder for calib.yaml, report.json, report.png.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for calib.yaml, report.json, report.png [default: the workspace's "
+                   "calib/].")
 @click.option("--sim/--hardware", "sim", default=None,
               help="Record a calibration session now: on the simulated rig, or on real devices "
                    "(a monitor showing --show-pattern in view).")
@@ -59,7 +63,7 @@ import click
 @click.option("--screen", default="1920x1080", show_default=True,
               help="(--show-pattern) screen size WxH in pixels.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def calibrate(checkerboard: bool, pattern: str, square_mm: float, out_dir: Path,
+def calibrate(checkerboard: bool, pattern: str, square_mm: float, out_dir: Path | None,
               sim: bool | None, session_dir: Path | None, frame_images: str | None,
               event_images: str | None, model: str, min_depth_m: float, max_depth_m: float,
               plane_depth_m: float | None, blink_hz: float | None, n_views: int,
@@ -71,9 +75,14 @@ def calibrate(checkerboard: bool, pattern: str, square_mm: float, out_dir: Path,
     Writes OUT/calib.yaml (OpenCV FileStorage), OUT/report.json and OUT/report.png, and prints
     the reprojection RMS and the alignment errors (held-out views; ground truth on --sim).
 
+    With no source of views given, it calibrates from the newest calibration session in the
+    workspace's recordings/ (`rig record --calibration`), or records one there: on the hardware
+    when it is configured (rig.yaml), else on the simulated rig.
+
     \b
     Examples:
-      rig calibrate --checkerboard --sim --out calib/            # simulated rig, 20 poses
+      rig calibrate --checkerboard                               # the workspace's way
+      rig calibrate --checkerboard --sim --out calib/            # simulated rig, 40 poses
       rig calibrate --checkerboard --session recordings/cal01 --out calib/
       rig calibrate --checkerboard --frame-images 'left/*.png' \\
                     --event-images 'right/*.png' --model stereo --out calib_lr/
@@ -97,11 +106,23 @@ def calibrate(checkerboard: bool, pattern: str, square_mm: float, out_dir: Path,
     if not checkerboard:
         raise click.UsageError("say how to calibrate: --checkerboard (or --show-pattern)")
     sources = [sim is not None, session_dir is not None, bool(frame_images or event_images)]
-    if sum(sources) != 1:
-        raise click.UsageError("give exactly one source of views: --sim/--hardware, --session DIR, "
-                               "or --frame-images GLOB --event-images GLOB")
+    if sum(sources) > 1:
+        raise click.UsageError("give one source of views: --sim/--hardware, --session DIR, "
+                               "or --frame-images GLOB --event-images GLOB (or none: the workspace's)")
     if bool(frame_images) != bool(event_images):
         raise click.UsageError("--frame-images and --event-images go together")
+    from common.workspace import WorkspaceError, load_workspace, show_path
+
+    try:
+        ws = load_workspace()
+    except WorkspaceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out_dir is None:
+        out_dir = ws.calib
+        click.echo(f"calibration: {ws.show(out_dir)} ({ws.origin('calib')})", err=True)
+    record_into: Path | None = None
+    if not any(sources):
+        session_dir, record_into, sim, rig_config = _workspace_views(ws, rig_config)
 
     from calibration.pipeline import CalibOptions
     from calibration.run import run_calibration, summary_lines
@@ -112,13 +133,15 @@ def calibrate(checkerboard: bool, pattern: str, square_mm: float, out_dir: Path,
     try:
         if sim is not None:
             tmp = None
-            if keep_session:
+            if record_into is not None:
+                rec_dir = record_into
+            elif keep_session:
                 rec_dir = out_dir / "session"
             else:
                 tmp = tempfile.TemporaryDirectory(prefix="rig-calib-")
                 rec_dir = Path(tmp.name) / "session"
             click.echo(f"recording a checkerboard session ({'simulated' if sim else 'hardware'}) "
-                       f"into {rec_dir} ...", err=True)
+                       f"into {show_path(rec_dir)} ...", err=True)
             record_calibration(rec_dir, sim=sim, n_views=n_views, seed=seed, rate_hz=rate_hz,
                                duration_s=duration_s, full_res=full_res, rig_config=rig_config,
                                show_status=not quiet)
@@ -135,3 +158,24 @@ def calibrate(checkerboard: bool, pattern: str, square_mm: float, out_dir: Path,
         raise click.ClickException(str(e)) from None
     for line in summary_lines(res):
         click.echo(line)
+
+
+def _workspace_views(ws: Workspace, rig_config: Path | None
+                     ) -> tuple[Path | None, Path | None, bool | None, Path | None]:
+    """(session to calibrate from, or folder to record a new one into, and on which rig): the
+    newest calibration session under the workspace's recordings/, else a new recording there
+    on the rig `rig record` would choose (saying so the same way)."""
+    from common.workspace import new_folder_name
+    from rig.rigconfig import choose_rig
+    from rig.session import find_sessions
+
+    found = [e for e in find_sessions(ws.recordings)
+             if e.buildable and e.manifest is not None and e.manifest.purpose == "calibration"]
+    if found:
+        click.echo(f"views: the newest calibration session under {ws.show(ws.recordings)}: "
+                   f"{ws.show(found[-1].path)} (record a new one with: rig record --calibration)",
+                   err=True)
+        return found[-1].path, None, None, None
+    choice = choose_rig(None, rig_config, backends_named=False, workspace_root=ws.root)
+    click.echo(choice.note, err=True)
+    return None, new_folder_name(ws.recordings, "calib"), choice.sim, choice.rig_config

@@ -38,6 +38,8 @@ def run_calibration(source: ViewSource, opts: CalibOptions, out_dir: str | Path,
             f"(frame: {len(vs.frame_corners)}, event: {len(vs.event_corners)}); need at least "
             f"{opts.min_views}. Check --pattern (inner corners, e.g. 9x6) and the images.")
     calib, report = calibrate_views(vs, opts)
+    if source.recorded_utc:  # `rpea build` warns about sessions recorded before it
+        calib.info["recorded_utc"] = source.recorded_utc
     report["notes"] = list(source.notes)
     report["detection"] = {"views_seen": len(vs.labels), "pairs": len(vs.pair_ids),
                            "frame_boards": len(vs.frame_corners),

@@ -31,6 +31,7 @@ class ViewSource:
     truth: RigGeometry | None = None
     dedupe_px: float | None = None
     notes: tuple[str, ...] = ()
+    recorded_utc: str | None = None  # when the views were recorded (a session's start)
 
 
 # ---- image folders -------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def session_views(session_dir: str | Path, *, blink_hz: float | None = None,
 
     return ViewSource(gen(), fr_size, ev_size, n, f"session {session_dir}",
                       truth.geometry() if truth is not None else None,
-                      dedupe_px=1.5, notes=tuple(notes))
+                      dedupe_px=1.5, notes=tuple(notes), recorded_utc=reader.manifest.started_utc)
 
 
 # ---- a live rig ---------------------------------------------------------------------------------
@@ -172,14 +173,14 @@ def record_calibration(out_dir: Path, *, sim: bool, n_views: int = 40, seed: int
     """Record a checkerboard session into `out_dir`: the simulated blinking board (one pose per
     blink period, so `n_views` poses take n_views / blink_hz seconds), or a real rig looking at a
     monitor that shows `rig calibrate --show-pattern` while the board or rig is moved."""
-    from rig.recorder import RecordOptions, record_session
+    from rig.recorder import RecordOptions, calibration_duration_s, record_session
 
     if duration_s is None:
-        duration_s = n_views / blink_hz + 0.2 if sim else 60.0
+        duration_s = calibration_duration_s(n_views, sim, blink_hz)
     opts = RecordOptions(out_dir=Path(out_dir), duration_s=duration_s, rate_hz=rate_hz,
                          scenario="checkerboard", seed=seed, sim=sim, full_res=full_res,
                          exposure_us=None, rig_config=rig_config, show_status=show_status,
-                         overwrite=overwrite)
+                         overwrite=overwrite, purpose="calibration")
     summary = record_session(opts)
     if summary.status not in ("complete", "interrupted"):
         raise RuntimeError(f"recording the calibration session failed: {summary.status}")

@@ -13,13 +13,16 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from calibration.io import CalibrationFileError, load_calibration
 from common.atomic import write_json_atomic
+from common.workspace import show_path
 from dataset.build.options import BuildError, BuildOptions, SessionPlan
 from dataset.build.planning import plan, session_key
 from dataset.build.sequence import build_sequence, event_windows
 from dataset.labels import LabelError
 from dataset.rpea_format import read_index, update_index
-from dataset.splits import SPLITS
+from dataset.splits import DEFAULT_FRACTIONS, SPLITS
+from rig.session import SessionError, SessionManifest
 
 __all__ = ["BuildError", "BuildOptions", "SessionPlan", "build", "build_sequence", "event_windows",
            "index_summary", "plan", "session_key"]
@@ -35,10 +38,14 @@ def build(split: str, sessions: list[Path], opts: BuildOptions,
     if opts.labels_dir is not None and not Path(opts.labels_dir).is_dir():
         raise BuildError(f"{opts.labels_dir}: labels folder not found")
     plans = plan(sessions, opts)
+    log(split_summary(plans, opts))
     todo = [p for p in plans if split == "all" or p.split == split]
     if not todo:
-        log(f"no session is assigned to split {split!r} (see {Path(opts.out_dir) / 'splits.yaml'})")
+        log(f"warning: no session is assigned to split {split!r}, nothing to build. "
+            + next_step_for_empty_split(split, len(plans), Path(opts.out_dir)))
         return {"sequences": [], "failed": []}
+    for line in recorded_before_calibration(todo, opts.calib_path):
+        log(line)
     entries: list[dict[str, Any]] = []
     failed: list[tuple[str, str]] = []
     from tqdm import tqdm
@@ -72,6 +79,52 @@ def build(split: str, sessions: list[Path], opts: BuildOptions,
         write_json_atomic(reports, data)
         e["report"] = report
     return {"sequences": entries, "failed": failed}
+
+
+def split_summary(plans: list[SessionPlan], opts: BuildOptions) -> str:
+    """The split of every session, one line: whole sessions, and the share held out."""
+    by_split = {s: [p.name for p in plans if p.split == s] for s in SPLITS}
+    how = (f"as listed in {opts.splits_file}" if opts.splits_file is not None else
+           f"whole sessions, seeded (--seed {opts.seed}); "
+           + ", ".join(f"{k} quota {v:.0%}" for k, v in DEFAULT_FRACTIONS.items() if v > 0 and k != "train"))
+    parts = [f"{s} {len(n)}" + (f" ({', '.join(n)})" if n else "") for s, n in by_split.items()
+             if n or s != "test"]
+    return (f"splits: {'; '.join(parts)} [{how}; recorded in "
+            f"{show_path(Path(opts.out_dir) / 'splits.yaml')}]")
+
+
+def next_step_for_empty_split(split: str, n_sessions: int, out_dir: Path) -> str:
+    """What to run when a split comes out empty."""
+    if split == "train":
+        return "Record a session (rig record --duration 60), then run rpea build --split train."
+    return (f"With {n_sessions} session(s), none is held out for {split}: record another "
+            f"(rig record --duration 60) and run rpea build --split {split} again, or choose the "
+            f"split of each session in a YAML file (--splits FILE, like {out_dir / 'splits.yaml'}).")
+
+
+def recorded_before_calibration(plans: list[SessionPlan], calib_path: Path) -> list[str]:
+    """Warnings for real sessions recorded before the calibration's own recording: the rig may
+    have been moved in between (the simulated rig never moves, so its sessions are left out)."""
+    try:
+        calib_t = load_calibration(calib_path).info.get("recorded_utc")
+    except CalibrationFileError:
+        return []  # the build itself reports a broken calibration file
+    if not isinstance(calib_t, str) or not calib_t:
+        return []
+    older = []
+    for p in plans:
+        try:
+            m = SessionManifest.load(p.path)
+        except SessionError:
+            continue
+        if not m.sim and m.started_utc and m.started_utc < calib_t:
+            older.append(p.name)
+    if not older:
+        return []
+    return [f"warning: {len(older)} session(s) were recorded before the calibration's own "
+            f"recording ({calib_t}): {', '.join(older)}. If the rig was moved or refocused in "
+            "between, record a new calibration session (rig record --calibration) and run "
+            "rig calibrate --checkerboard again."]
 
 
 def _split_of(plans: list[SessionPlan], name: str) -> str:

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from common.workspace import Workspace
 
 
 @click.command("build")
 @click.option("--split", "split", required=True, type=click.Choice(["train", "val", "test", "all"]),
               help="Which split to build (sessions are assigned to splits whole).")
-@click.option("--sessions", "sessions", required=True, multiple=True,
+@click.option("--sessions", "sessions", multiple=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Session folders: --sessions rec/* (more folders may follow) or repeated.")
+              help="Session folders: --sessions rec/* (more folders may follow) or repeated "
+                   "[default: every complete data session under the workspace's recordings/].")
 @click.argument("more_sessions", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--calib", "calib", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Calibration file (calib.yaml from `rig calibrate`).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Dataset folder; writes <out>/<split>/<sequence>.h5 and index.json.")
+@click.option("--calib", "calib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Calibration file (calib.yaml from `rig calibrate`) "
+                                 "[default: the workspace's calib/calib.yaml].")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Dataset folder; writes <out>/<split>/<sequence>.h5 and index.json "
+                   "[default: the workspace's data/].")
 @click.option("--window-ms", "window_ms", type=float, default=None,
               help="Event window per pair in ms, centred on the exposure mid-time [default: 50].")
 @click.option("--window", "window", type=click.Choice(["ms", "exposure"]), default=None,
@@ -46,8 +53,8 @@ import click
                    "lost frames at the end; wrong if the camera missed the first pulse).")
 @click.option("--no-masks", is_flag=True, help="Do not store instance masks (simulated sessions).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...], calib: Path,
-          out: Path, window_ms: float | None, window: str | None, labels: Path | None,
+def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...], calib: Path | None,
+          out: Path | None, window_ms: float | None, window: str | None, labels: Path | None,
           label_ids: str, label_mapping: Path | None,
           splits: Path | None, seed: int, workers: int, resume: bool, alpha: float, beta: float,
           serial: bool, trust_first_frame: bool, no_masks: bool, quiet: bool) -> None:
@@ -56,19 +63,42 @@ def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...
     Frames are paired with trigger edges through the MCU's pulse reports; anything that cannot
     be paired unambiguously is dropped and reported (<out>/<split>/build_report.json).
 
+    Typed bare, it builds every complete session under the workspace's recordings/ (not the
+    calibration sessions) with its calib/calib.yaml into its data/ (docs/workspace.md).
+
     \b
     Examples:
+      rpea build --split train                     # the workspace's sessions and calibration
+      rpea build --split val
       rpea build --split train --sessions rec/day_01 --sessions rec/night_01 \\
           --calib calib/calib.yaml --out data/
       rpea build --split all --sessions rec/* --calib calib.yaml --out data/ --workers 2
       rpea build --split val --sessions rec/* --calib calib.yaml --out data/ --window exposure
     """
+    from common.workspace import WorkspaceError, load_workspace
     from dataset.builder import BuildError, BuildOptions, index_summary
     from dataset.builder import build as run_build
     from dataset.labels import LabelError
     from dataset.splits import SplitError
     from rig.sync import SyncConfig
 
+    try:
+        ws = load_workspace()
+    except WorkspaceError as exc:
+        raise click.ClickException(str(exc)) from None
+    session_list = [*sessions, *more_sessions]
+    if not session_list:
+        session_list = _workspace_sessions(ws)
+    if calib is None:
+        calib = ws.calib_file
+        if not calib.is_file():
+            raise click.ClickException(
+                f"no calibration at {ws.show(calib)} ({ws.origin('calib')}): run "
+                "rig calibrate --checkerboard first, or give --calib FILE")
+        click.echo(f"calibration: {ws.show(calib)} ({ws.origin('calib')})", err=True)
+    if out is None:
+        out = ws.data
+        click.echo(f"dataset: {ws.show(out)} ({ws.origin('data')})", err=True)
     if window is None:
         window = "ms"
     if window == "exposure" and window_ms is not None:
@@ -81,7 +111,7 @@ def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...
                         sync=SyncConfig(first_exposure_on_first_pulse=trust_first_frame),
                         progress=not quiet)
     try:
-        result = run_build(split, [*sessions, *more_sessions], opts, log=lambda s: click.echo(s, err=True))
+        result = run_build(split, session_list, opts, log=lambda s: click.echo(s, err=True))
     except (BuildError, LabelError, SplitError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     for line in index_summary(out):
@@ -90,3 +120,27 @@ def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...
         click.echo(f"{len(result['failed'])} session(s) failed: "
                    + ", ".join(n for n, _ in result["failed"]), err=True)
         sys.exit(1)
+
+
+def _workspace_sessions(ws: Workspace) -> list[Path]:
+    """Every complete (or interrupted) data session under the workspace's recordings/, saying
+    what it found and what it left out."""
+    from collections import Counter
+
+    from rig.session import find_sessions
+
+    found = find_sessions(ws.recordings)
+    data = [e.path for e in found if e.buildable and e.manifest is not None
+            and e.manifest.purpose == "data"]
+    skipped = Counter("calibration" if e.manifest is not None and e.manifest.purpose == "calibration"
+                      else "unreadable" if e.manifest is None else e.manifest.status
+                      for e in found if e.path not in data)
+    left_out = f" (left out: {', '.join(f'{n} {k}' for k, n in sorted(skipped.items()))})" \
+        if skipped else ""
+    click.echo(f"sessions: {len(data)} complete under {ws.show(ws.recordings)} "
+               f"({ws.origin('recordings')}){left_out}", err=True)
+    if not data:
+        raise click.ClickException(
+            f"no session to build under {ws.show(ws.recordings)}: record one with "
+            "rig record --duration 60, or give --sessions DIR...")
+    return data

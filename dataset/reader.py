@@ -207,6 +207,14 @@ def split_files(root: str | Path, split: str) -> list[Path]:
     return files
 
 
+def has_split(root: str | Path, split: str) -> bool:
+    """Whether `<root>/<split>/` holds sequence files (a split that training can use)."""
+    try:
+        return bool(split_files(root, split))
+    except (FileNotFoundError, RPEAFormatError):
+        return False
+
+
 def event_channels(representation: str, bins: int = 5) -> int:
     """Channel count of a representation, for building the event encoder."""
     return 3 if representation == "frame" else int(bins)

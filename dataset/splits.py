@@ -67,12 +67,16 @@ def _hash_order(name: str, seed: int) -> str:
 
 
 def assign_splits(sessions: list[SessionKey], seed: int = 0,
-                  fractions: dict[str, float] | None = None) -> dict[str, str]:
+                  fractions: dict[str, float] | None = None,
+                  existing: dict[str, str] | None = None) -> dict[str, str]:
     """Stratified, seeded assignment of whole sessions; stable for a given list and seed.
 
-    Each non-zero split other than train gets at least one session when there are enough
-    sessions for every non-zero split to have one.
+    `existing` (session -> split) are sessions assigned by an earlier build: they keep their
+    split and count toward the quotas, so sessions recorded later fill what the held-out splits
+    still lack. Each non-zero split other than train gets at least one session when there are
+    enough sessions (old and new) for every non-zero split to have one; only new sessions move.
     """
+    existing = dict(existing or {})
     fr = dict(DEFAULT_FRACTIONS if fractions is None else fractions)
     if any(v < 0 for v in fr.values()) or sum(fr.values()) <= 0:
         raise SplitError(f"bad split fractions {fr}")
@@ -91,8 +95,8 @@ def assign_splits(sessions: list[SessionKey], seed: int = 0,
                 ordered.append(groups[key][i])
     held = [k for k in ("val", "test") if fr.get(k, 0) > 0]
     out: dict[str, str] = {}
-    quota = {k: 0.0 for k in held}
-    given = {k: 0 for k in held}
+    given = {k: sum(v == k for v in existing.values()) for k in held}
+    quota = {k: fr[k] * len(existing) for k in held}
     for s in ordered:
         split = "train"
         for k in held:
@@ -104,11 +108,12 @@ def assign_splits(sessions: list[SessionKey], seed: int = 0,
         out[s.name] = split
     # every held-out split with a non-zero share gets a session if enough exist
     n_needed = len(held) + (1 if fr.get("train", 0) > 0 else 0)
-    if len(ordered) >= n_needed:
+    if len(ordered) + len(existing) >= n_needed:
         for k in held:
             if given[k] == 0:
                 for s in reversed(ordered):
-                    if out[s.name] == "train" and sum(v == "train" for v in out.values()) > 1:
+                    trains = sum(v == "train" for v in (*out.values(), *existing.values()))
+                    if out[s.name] == "train" and trains > 1:
                         out[s.name] = k
                         given[k] += 1
                         break

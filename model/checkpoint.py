@@ -44,11 +44,29 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder -> its best (else last) weights file; a file -> itself."""
     p = Path(path)
     if p.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
+        for name in RUN_WEIGHTS:
             if (p / name).is_file():
                 return p / name
         raise FileNotFoundError(f"{p}: no best.safetensors or last.safetensors in run folder")
     return p
+
+
+#: Weights files of a run folder, in the order `resolve_checkpoint` prefers them.
+RUN_WEIGHTS = ("best.safetensors", "last.safetensors")
+
+
+def find_runs(runs_dir: str | Path) -> list[Path]:
+    """Run folders directly under `runs_dir` that hold weights, oldest first (by the time their
+    newest weights file was written); [] when there is none."""
+    folder = Path(runs_dir)
+    if not folder.is_dir():
+        return []
+    stamped = []
+    for run in folder.iterdir():
+        files = [run / n for n in RUN_WEIGHTS if (run / n).is_file()]
+        if files:
+            stamped.append((max(f.stat().st_mtime for f in files), run.name, run))
+    return [run for _, _, run in sorted(stamped)]
 
 
 def save_training_state(run: Path, optim: torch.optim.Optimizer, state: dict[str, Any],

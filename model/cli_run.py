@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import torch
 import yaml
 
+from common.workspace import new_folder_name
 from model import config as config_mod
+
+if TYPE_CHECKING:
+    from common.workspace import Workspace
 
 
 def _run_config(checkpoint: Path) -> dict:
@@ -19,6 +24,41 @@ def _run_config(checkpoint: Path) -> dict:
     if path.is_file():
         return config_mod.deep_update(config_mod.DEFAULTS, yaml.safe_load(path.read_text()))
     return config_mod.resolve()
+
+
+def _workspace() -> Workspace:
+    from common.workspace import WorkspaceError, load_workspace
+
+    try:
+        return load_workspace()
+    except WorkspaceError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _default_data(data_dir: str | None, ws: Workspace) -> str:
+    """--data, else the workspace's data/ (said on stderr; an error when it holds no dataset)."""
+    if data_dir is not None:
+        return data_dir
+    if not ws.data.is_dir():
+        raise click.ClickException(f"no dataset at {ws.show(ws.data)} ({ws.origin('data')}): build "
+                                   "one with rpea build --split train, or give --data DIR")
+    click.echo(f"dataset: {ws.show(ws.data)} ({ws.origin('data')})", err=True)
+    return str(ws.data)
+
+
+def _default_checkpoint(checkpoint: str | None, ws: Workspace) -> str:
+    """--checkpoint, else the newest run under the workspace's runs/."""
+    from model.checkpoint import find_runs
+
+    if checkpoint is not None:
+        return checkpoint
+    runs = find_runs(ws.runs)
+    if not runs:
+        raise click.ClickException(f"no trained run under {ws.show(ws.runs)} "
+                                   f"({ws.origin('runs')}): train one with cacd train, or give "
+                                   "--checkpoint RUN_OR_FILE")
+    click.echo(f"checkpoint: the newest run, {ws.show(runs[-1])}", err=True)
+    return str(runs[-1])
 
 
 def _sync_data_cfg(cfg: dict, net) -> dict:
@@ -31,10 +71,12 @@ def _sync_data_cfg(cfg: dict, net) -> dict:
 
 
 @click.command("train")
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="RPEA dataset root (with train/ and optionally val/).")
-@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
-              help="Run folder: checkpoints, TensorBoard logs, metrics.")
+@click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="RPEA dataset root (with train/ and optionally val/) [default: the "
+                   "workspace's data/].")
+@click.option("--out", "run_dir", default=None, type=click.Path(file_okay=False),
+              help="Run folder: checkpoints, TensorBoard logs, metrics [default: a new "
+                   "runs/run_<time>; with --resume the newest run].")
 @click.option("--config", "config_file", default=None,
               help="YAML config (path or a name in configs/, e.g. paper.yaml). "
                    "Default: the compact CPU preset.")
@@ -45,16 +87,39 @@ def _sync_data_cfg(cfg: dict, net) -> dict:
 def train_cmd(data_dir, run_dir, config_file, sets, resume, quiet):
     """Train CACD on the `train` split, validating on `val` when present.
 
+    Typed bare, it trains on the workspace's data/ into a new folder under its runs/
+    (docs/workspace.md).
+
     \b
     Examples:
+      cacd train                                    # the workspace's dataset, a new run
       cacd train --data data/ --out runs/compact
       cacd train --data data/ --out runs/b5 --config paper.yaml --set train.batch_size=8
       cacd train --data data/ --out runs/ablate_img --config ablation/image_only.yaml
       cacd train --data data/ --out runs/compact --resume
       torchrun --nproc_per_node 2 -m model.cli train --data data/ --out runs/ddp
     """
+    from dataset.reader import has_split
+    from model.checkpoint import find_runs
     from model.train import train
 
+    ws = _workspace()
+    data_dir = _default_data(data_dir, ws)
+    if run_dir is None:
+        runs = find_runs(ws.runs)
+        if resume and not runs:
+            raise click.ClickException(f"--resume: no run under {ws.show(ws.runs)} to resume; "
+                                       "give --out RUN")
+        run_dir = str(runs[-1] if resume else new_folder_name(ws.runs, "run"))
+        click.echo(f"run: {ws.show(Path(run_dir))} ({'the newest run' if resume else 'new'}, "
+                   f"runs: {ws.origin('runs')})", err=True)
+    if not has_split(data_dir, "train"):
+        raise click.ClickException(f"{data_dir}: no train split (train/*.h5); build it with "
+                                   "rpea build --split train")
+    if not has_split(data_dir, "val"):
+        click.echo(f"warning: {data_dir} has no val split: training without validation (the "
+                   "last weights are kept, no best-on-val). Build one with: rpea build --split val "
+                   "(it needs a second recorded session)", err=True)
     try:
         cfg = config_mod.resolve(config_file, sets)
     except (KeyError, TypeError, ValueError, FileNotFoundError) as err:
@@ -62,14 +127,18 @@ def train_cmd(data_dir, run_dir, config_file, sets, resume, quiet):
     if resume and (Path(run_dir) / "config.yaml").is_file() and not config_file and not sets:
         cfg = _run_config(Path(run_dir))
     summary = train(cfg, data_dir, run_dir, resume=resume, progress=not quiet)
+    best = summary["best_val_mIoU"]
     click.echo(f"trained {summary['global_step']} steps in {summary['elapsed_s']} s; "
-               f"best val mIoU {summary['best_val_mIoU']}; run: {run_dir}")
+               + (f"best val mIoU {best}" if best is not None else "not validated (no val split)")
+               + f"; run: {run_dir}")
 
 
 @click.command("eval")
-@click.option("--checkpoint", required=True, type=click.Path(exists=True),
-              help="Run folder (uses best, else last) or a .safetensors file.")
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", default=None, type=click.Path(exists=True),
+              help="Run folder (uses best, else last) or a .safetensors file [default: the "
+                   "newest run under the workspace's runs/].")
+@click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="RPEA dataset root [default: the workspace's data/].")
 @click.option("--split", default="val", show_default=True)
 @click.option("--misalign", default="0", show_default=True,
               help="Comma list of event shifts in pixels (random directions), e.g. 0,1,2,4,8.")
@@ -82,12 +151,16 @@ def eval_cmd(checkpoint, data_dir, split, misalign, out_json, limit, device):
 
     \b
     Examples:
+      cacd eval                                     # the newest run on the workspace's data/
       cacd eval --checkpoint runs/compact --data data/
       cacd eval --checkpoint runs/compact/best.safetensors --data data/ --misalign 0,1,2,4,8
     """
     from model.checkpoint import load_model, resolve_checkpoint
     from model.evaluate import evaluate, write_json
 
+    ws = _workspace()
+    checkpoint = _default_checkpoint(checkpoint, ws)
+    data_dir = _default_data(data_dir, ws)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     ckpt = resolve_checkpoint(checkpoint)
     net = load_model(ckpt, device)
@@ -122,22 +195,32 @@ def eval_cmd(checkpoint, data_dir, split, misalign, out_json, limit, device):
 
 
 @click.command("predict")
-@click.option("--checkpoint", required=True, type=click.Path(exists=True))
-@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", default=None, type=click.Path(exists=True),
+              help="Run folder or .safetensors file [default: the newest run under runs/].")
+@click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="RPEA dataset root [default: the workspace's data/].")
 @click.option("--split", default="val", show_default=True)
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for the PNGs [default: <run>/predictions].")
 @click.option("--limit", type=int, default=20, show_default=True, help="Pairs to draw.")
 @click.option("--device", default=None)
 def predict_cmd(checkpoint, data_dir, split, out_dir, limit, device):
     """Draw prediction overlays: RGB | events | prediction over RGB | ground truth.
 
     \b
-    Example:
+    Examples:
+      cacd predict                                  # the newest run, the workspace's data/
       cacd predict --checkpoint runs/compact --data data/ --out figs/ --limit 8
     """
     from model.checkpoint import load_model, resolve_checkpoint
     from model.predict import predict_to_folder
 
+    ws = _workspace()
+    checkpoint = _default_checkpoint(checkpoint, ws)
+    data_dir = _default_data(data_dir, ws)
+    if out_dir is None:
+        run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+        out_dir = str(run / "predictions")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = load_model(resolve_checkpoint(checkpoint), device)
     cfg = _sync_data_cfg(_run_config(Path(checkpoint)), net)

@@ -22,6 +22,7 @@ import yaml
 from tqdm import tqdm
 
 from common.atomic import write_text_atomic
+from dataset.reader import has_split
 from model.cacd import CACDNet, NetConfig
 from model.checkpoint import (
     load_model,
@@ -94,7 +95,7 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
         write_text_atomic(run / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
 
     train_ds = make_dataset(cfg, data_root, "train", train=True)
-    has_val = (Path(data_root) / "val").is_dir()
+    has_val = has_split(data_root, "val")
     if resume and (run / "last.safetensors").is_file():
         net = load_model(run / "last.safetensors")
     else:

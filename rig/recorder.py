@@ -33,6 +33,7 @@ from rig.devices import (
     Wiring,
 )
 from rig.frame_ids import FrameIdTracker
+from rig.ground_truth import DEFAULT_SIM_BLINK_HZ
 from rig.session import (
     EVENTS_RAW,
     FRAMES_H5,
@@ -77,6 +78,7 @@ class RecordOptions:
     queue_frames: int = 64
     show_status: bool = True
     overwrite: bool = False
+    purpose: str = "data"  # "calibration": a blinking board for `rig calibrate` (rig.session.PURPOSES)
 
 
 @dataclass
@@ -187,6 +189,12 @@ class FramePipeline:
         self._acq.join()
         self._wr.join()
         self.writer.flush()
+
+
+def calibration_duration_s(n_views: int, sim: bool, blink_hz: float = DEFAULT_SIM_BLINK_HZ) -> float:
+    """How long a calibration recording runs: one board pose per blink period on the simulated
+    rig (plus a margin for the lead-in), a minute of moving the board on hardware."""
+    return n_views / blink_hz + 0.2 if sim else 60.0
 
 
 def check_disk_space(out_dir: Path, need_bytes: int) -> None:
@@ -355,7 +363,9 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
         wiring=copy.deepcopy(cfg.wiring) if cfg else Wiring(),
         rig_config=cfg.to_dict() if cfg else None,
         sensor_sizes={"event": (ev.width, ev.height), "frame": (fr.width, fr.height)},
-        frame_ids=FrameIdScheme(fr.frame_id_modulus, fr.frame_id_first, fr.frame_id_first_exposure))
+        frame_ids=FrameIdScheme(fr.frame_id_modulus, fr.frame_id_first, fr.frame_id_first_exposure),
+        purpose="calibration" if opts.purpose == "calibration" or opts.scenario == "checkerboard"
+        and is_sim else "data")
     manifest.save(out)
     if dev.sim_rig is not None:
         dev.sim_rig.attach_ground_truth(out / GROUND_TRUTH)

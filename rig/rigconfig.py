@@ -235,3 +235,35 @@ def _check_wiring(config: RigConfig, *, explicit_event_channel: bool) -> None:
         event.trigger_in_channel = channel
     elif not explicit_event_channel:
         event.trigger_in_channel = None  # nothing wired: do not enable a floating input
+
+
+# ---- which rig a command records on ---------------------------------------------------------
+#: What `rig record` and `rig calibrate` say when they choose the simulated rig by themselves.
+NO_HARDWARE_NOTE = "No hardware configured: recording on the simulated rig (--sim)."
+RIG_CONFIG_FILE = "rig.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class RigChoice:
+    """The rig a recording command uses, and the line that tells the user why."""
+
+    sim: bool
+    rig_config: Path | None
+    note: str
+
+
+def choose_rig(sim: bool | None, rig_config: Path | None, *, backends_named: bool,
+               workspace_root: Path) -> RigChoice:
+    """`--sim/--hardware` as given, else the hardware when it is configured (a `--rig-config`,
+    backends named on the command line, or a rig.yaml in the workspace root), else the simulated
+    rig. The same rule for every command that records."""
+    if rig_config is None and (workspace_root / RIG_CONFIG_FILE).is_file():
+        rig_config = workspace_root / RIG_CONFIG_FILE
+    configured = rig_config is not None or backends_named
+    if sim is None:
+        if not configured:
+            return RigChoice(True, None, NO_HARDWARE_NOTE)
+        return RigChoice(False, rig_config,
+                         f"Recording on the hardware of {rig_config}." if rig_config else
+                         "Recording on the backends named on the command line.")
+    return RigChoice(sim, None if sim else rig_config, "")

@@ -46,6 +46,9 @@ GROUND_TRUTH = GROUND_TRUTH_DIR
 #: Every file and folder a recording creates (what `--overwrite` replaces).
 SESSION_ENTRIES = (MANIFEST, EVENTS_RAW, FRAMES_H5, TRIGGERS_CSV, GROUND_TRUTH)
 STATUSES = ("recording", "complete", "interrupted", "failed")
+#: What a session was recorded for: data (`rpea build` builds it) or calibration (a blinking
+#: board for `rig calibrate`; the builder skips it).
+PURPOSES = ("data", "calibration")
 #: Statuses whose data is complete up to where it stops (what `rpea build` accepts).
 BUILDABLE_STATUSES = ("complete", "interrupted")
 
@@ -163,6 +166,7 @@ class SessionManifest:
     frame_ids: FrameIdScheme = field(default_factory=FrameIdScheme)
     time_of_day: str | None = None  # "day" | "night" | "dusk" | "tunnel" when someone says so
     scene: str | None = None
+    purpose: str = "data"  # PURPOSES
     schema_version: str = SCHEMA_VERSION
     tool_version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept
@@ -170,6 +174,8 @@ class SessionManifest:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise SessionError(f"session status {self.status!r} (one of {', '.join(STATUSES)})")
+        if self.purpose not in PURPOSES:
+            raise SessionError(f"session purpose {self.purpose!r} (one of {', '.join(PURPOSES)})")
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -200,7 +206,7 @@ class SessionManifest:
             "rig_config": self.rig_config,
             "geometry": {k: list(v) for k, v in self.sensor_sizes.items()},
             "counts": asdict(self.counts), "status_detail": self.status_detail,
-            "frame_ids": asdict(self.frame_ids),
+            "frame_ids": asdict(self.frame_ids), "purpose": self.purpose,
         }
         for key in ("time_of_day", "scene"):
             if getattr(self, key) is not None:
@@ -238,6 +244,8 @@ class SessionManifest:
                               for k, v in (d.get("geometry") or {}).items()},
                 counts=_known_fields(SessionCounts, d.get("counts"), f"{where} counts"),
                 frame_ids=frame_ids, time_of_day=d.get("time_of_day"), scene=d.get("scene"),
+                purpose=str(d.get("purpose") or ("calibration" if d.get("scenario") == "checkerboard"
+                                                 else "data")),
                 schema_version=version, tool_version=str(d.get("tool_version", "")),
                 extra={k: v for k, v in d.items() if k not in known})
         except (TypeError, ValueError, IndexError) as exc:
@@ -259,6 +267,35 @@ class SessionManifest:
         except json.JSONDecodeError as exc:
             raise SessionError(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(data, str(path))
+
+
+@dataclass(frozen=True)
+class SessionEntry:
+    """One session folder found under a recordings folder (manifest None when unreadable)."""
+
+    path: Path
+    manifest: SessionManifest | None
+    problem: str = ""  # why the manifest could not be read
+
+    @property
+    def buildable(self) -> bool:
+        return self.manifest is not None and self.manifest.status in BUILDABLE_STATUSES
+
+
+def find_sessions(folder: str | os.PathLike[str]) -> list[SessionEntry]:
+    """Every session folder directly under `folder` (one with a session.json), oldest first (by
+    the manifest's start time, then by name); [] when `folder` does not exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(p for p in folder.iterdir() if (p / MANIFEST).is_file()):
+        try:
+            found.append(SessionEntry(path, SessionManifest.load(path)))
+        except SessionError as exc:
+            found.append(SessionEntry(path, None, str(exc)))
+    return sorted(found, key=lambda e: ((e.manifest.started_utc or "") if e.manifest else "",
+                                        e.path.name))
 
 
 class FramesWriter:

@@ -260,6 +260,20 @@ def test_split_assignment_is_deterministic_and_balanced() -> None:
     assert sorted(two.values()) == ["train", "val"]
 
 
+def test_sessions_recorded_later_fill_the_held_out_split() -> None:
+    """One session built first goes to train; a second one recorded later must fill val (the
+    quota counts the sessions assigned before), and earlier assignments never move."""
+    first = assign_splits([SessionKey("a", "day", "urban")])
+    assert first == {"a": "train"}
+    later = assign_splits([SessionKey("b", "day", "urban")], existing=first)
+    assert later == {"b": "val"}
+    keys = [SessionKey(f"s{i:02d}", "day", "urban") for i in range(20)]
+    old = assign_splits(keys[:10], seed=1)
+    new = assign_splits(keys[10:], seed=1, existing=old)
+    assert set(new) == {k.name for k in keys[10:]}
+    assert sum(v == "val" for v in (*old.values(), *new.values())) == 4  # 20 % of 20
+
+
 def test_splits_file_validation(tmp_path: Path) -> None:
     p = tmp_path / "s.yaml"
     p.write_text("train: [a, b]\nval: [c]\n")

@@ -28,6 +28,7 @@ import numpy as np
 BIN = Path(sys.executable).parent
 VOLATILE_ATTRS = {"tool_version", "created_utc", "fingerprint"}
 VOLATILE_DATASETS = {"t_host_ns"}
+VOLATILE_YAML_KEYS = ("date", "source", "created_utc", "recorded_utc")
 VOLATILE_JSON = {"build_s", "started_utc", "stopped_utc", "elapsed_s", "created_utc", "wall_s",
                  "tool_version", "image_workers", "path", "file", "out_dir", "calib_path",
                  "splits_file", "labels_dir", "session", "recorded_utc", "date", "source", "sha256"}
@@ -89,7 +90,7 @@ def _strip(d: object) -> object:
 def _calib_text(text: str) -> str:
     """Calibration YAML without its date line."""
     return hashlib.sha256("\n".join(line for line in text.splitlines()
-                                    if not any(k in line.lower() for k in ("date", "source", "created_utc"))
+                                    if not any(k in line.lower() for k in VOLATILE_YAML_KEYS)
                                     ).encode()).hexdigest()[:16]
 
 

@@ -1,40 +1,28 @@
 #!/usr/bin/env bash
-# The whole pipeline on the simulated rig: record -> calibrate -> build -> train -> evaluate.
-# Sizes and durations are small so it finishes in minutes on 2 CPU cores; override with env vars.
+# `make demo`: the README's quick start on the simulated rig, typed as a user types it, in the
+# workspace demo_out/ (recordings/, calib/, data/, runs/: docs/workspace.md). Only the sizes are
+# small so it finishes in minutes on 2 CPU cores; override them with the env vars below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=.venv/bin
+export PATH="$PWD/.venv/bin:$PATH"
 OUT=${DEMO_OUT:-demo_out}
 SECONDS_PER_SESSION=${DEMO_SECONDS:-6}
 TRAIN_MINUTES=${DEMO_TRAIN_MINUTES:-4}
 rm -rf "$OUT"
 mkdir -p "$OUT"
+cd "$OUT"
 
-step() { printf '\n=== %s\n' "$*"; }
+step() { printf '\n=== %s\n$ %s\n' "$1" "$2"; }
+run() { step "$1" "${*:2}"; "${@:2}"; }
 
-step "1/5 record three simulated driving sessions (day, night, day)"
-$BIN/rig record --sim --quiet --duration "$SECONDS_PER_SESSION" --scenario day --seed 1 --out "$OUT/sessions/day_01"
-$BIN/rig record --sim --quiet --duration "$SECONDS_PER_SESSION" --scenario night --seed 2 --out "$OUT/sessions/night_01"
-$BIN/rig record --sim --quiet --duration "$SECONDS_PER_SESSION" --scenario day --seed 3 --out "$OUT/sessions/day_02"
+run "1/6 record three sessions (day, night, day)" rig record --duration "$SECONDS_PER_SESSION" --scenario day --seed 1 --quiet
+run "1/6" rig record --duration "$SECONDS_PER_SESSION" --scenario night --seed 2 --quiet
+run "1/6" rig record --duration "$SECONDS_PER_SESSION" --scenario day --seed 3 --quiet
+run "2/6 calibrate from a blinking checkerboard" rig calibrate --checkerboard --quiet
+run "3/6 build the RPEA dataset (whole sessions per split)" rpea build --split train --quiet
+run "3/6" rpea build --split val --quiet
+run "4/6 check it" rpea check data
+run "5/6 train the compact CACD preset for ${TRAIN_MINUTES} minutes" cacd train --set "train.max_minutes=${TRAIN_MINUTES}"
+run "6/6 evaluate the newest run on the val split" cacd eval
 
-step "2/5 calibrate the simulated rig from a blinking checkerboard"
-$BIN/rig calibrate --checkerboard --sim --out "$OUT/calib"
-
-step "3/5 build the RPEA dataset (train: day_01 + night_01, val: day_02)"
-cat > "$OUT/splits.yaml" <<YAML
-train: [day_01, night_01]
-val: [day_02]
-YAML
-for split in train val; do
-  $BIN/rpea build --split "$split" --sessions "$OUT"/sessions/* --calib "$OUT/calib/calib.yaml" \
-    --splits "$OUT/splits.yaml" --out "$OUT/rpea"
-done
-$BIN/rpea check "$OUT/rpea"
-
-step "4/5 train the compact CACD preset for ${TRAIN_MINUTES} minutes"
-$BIN/cacd train --data "$OUT/rpea" --out "$OUT/run" --set "train.max_minutes=${TRAIN_MINUTES}"
-
-step "5/5 evaluate on the val split"
-$BIN/cacd eval --checkpoint "$OUT/run" --data "$OUT/rpea" --split val
-
-printf '\nDemo finished: everything is under %s/\n' "$OUT"
+printf '\nDemo finished: the workspace is %s/ (recordings/, calib/, data/, runs/)\n' "$OUT"

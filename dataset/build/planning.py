@@ -64,7 +64,8 @@ def plan(sessions: list[Path], opts: BuildOptions) -> list[SessionPlan]:
     else:
         previous = load_splits_file(recorded) if recorded.is_file() else {}
         new = [k for name, (_, k) in keys.items() if name not in previous]
-        assignment = {**previous, **assign_splits(new, seed=opts.seed)} if new else dict(previous)
+        assignment = {**previous, **assign_splits(new, seed=opts.seed, existing=previous)} \
+            if new else dict(previous)
     Path(opts.out_dir).mkdir(parents=True, exist_ok=True)
     merged = load_splits_file(recorded) if recorded.is_file() else {}
     merged.update({n: assignment[n] for n in keys})

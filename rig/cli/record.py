@@ -6,15 +6,9 @@ from pathlib import Path
 
 import click
 
-from rig.recorder import RecordError, RecordOptions, record_session
+from rig.recorder import RecordError, RecordOptions, calibration_duration_s, record_session
 
 SCENARIOS = ["day", "night", "overexposed", "motion_blur", "checkerboard"]
-
-
-def _default_out() -> Path:
-    import datetime as dt
-
-    return Path("recordings") / dt.datetime.now().strftime("session_%Y%m%d_%H%M%S")
 
 
 def _fault_set(text: str | None) -> list[int]:
@@ -22,10 +16,17 @@ def _fault_set(text: str | None) -> list[int]:
 
 
 @click.command("record")
-@click.option("--duration", "duration_s", type=float, default=60.0, show_default=True,
-              help="Seconds to record (simulated seconds on the simulated rig).")
+@click.option("--duration", "duration_s", type=float, default=None,
+              help="Seconds to record (simulated seconds on the simulated rig) [default: 60; "
+                   "with --calibration: the board's poses on the simulated rig, 60 on hardware].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Session folder to create [default: recordings/session_<time>].")
+              help="Session folder to create [default: <workspace>/recordings/session_<time>, "
+                   "calib_<time> with --calibration].")
+@click.option("--calibration", is_flag=True,
+              help="Record a blinking checkerboard for `rig calibrate` (the simulated board, or "
+                   "a monitor showing `rig calibrate --show-pattern` in front of the rig).")
+@click.option("--views", "n_views", type=int, default=40, show_default=True,
+              help="(--calibration on the simulated rig) board poses; sets the duration.")
 @click.option("--rate", "rate_hz", type=float, default=None,
               help="Trigger rate in Hz, one frame per pulse [default: rig.yaml's, else 20].")
 @click.option("--exposure-us", type=float, default=None,
@@ -52,16 +53,21 @@ def _fault_set(text: str | None) -> list[int]:
               help="(sim) comma-separated pulse indices delivered incomplete.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing session in --out.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
-def record(duration_s: float, out_dir: Path | None, rate_hz: float | None, exposure_us: float | None,
+def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_views: int,
+           rate_hz: float | None, exposure_us: float | None,
            gain_db: float | None, pixel_format: str, sim: bool | None, scenario: str, seed: int,
            full_res: bool, realtime: bool, trigger_port: str | None, event_backend: str | None,
            frame_backend: str | None, rig_config: Path | None, drop_frames: str | None,
            incomplete_frames: str | None, overwrite: bool, quiet: bool) -> None:
     """Record a synchronised event + frame session into a session folder.
 
+    Sessions go to the workspace's recordings/ folder (docs/workspace.md), where `rig
+    calibrate` and `rpea build` find them.
+
     \b
     Examples:
       rig record --duration 60                      # simulated rig, 60 s of day driving
+      rig record --calibration                      # a blinking-board session for rig calibrate
       rig record --sim --duration 10 --out S --scenario night --seed 3
       rig record --hardware --rig-config rig.yaml --duration 120 --out drive01
       rig record --sim --trigger socket://127.0.0.1:5678   # emulated firmware as the trigger
@@ -69,11 +75,28 @@ def record(duration_s: float, out_dir: Path | None, rate_hz: float | None, expos
     Ctrl-C stops the recording early; the session keeps everything received and is marked
     'interrupted'.
     """
-    hardware_configured = bool(rig_config or event_backend or frame_backend or Path("rig.yaml").is_file())
-    if sim is None:
-        sim = not hardware_configured
-        if sim:
-            click.echo("No hardware configured: recording on the simulated rig (--sim).", err=True)
+    from common.workspace import WorkspaceError, load_workspace, new_folder_name
+    from rig.rigconfig import choose_rig
+
+    try:
+        ws = load_workspace()
+    except WorkspaceError as exc:
+        raise click.ClickException(str(exc)) from None
+    choice = choose_rig(sim, rig_config, backends_named=bool(event_backend or frame_backend),
+                        workspace_root=ws.root)
+    sim, rig_config = choice.sim, choice.rig_config
+    if choice.note:
+        click.echo(choice.note, err=True)
+    if out_dir is None:
+        out_dir = new_folder_name(ws.recordings, "calib" if calibration else "session")
+        click.echo(f"session: {ws.show(out_dir)} (recordings folder: {ws.origin('recordings')})",
+                   err=True)
+    if calibration:
+        if scenario != "day":
+            raise click.UsageError("--calibration records the blinking board: leave --scenario out")
+        scenario = "checkerboard"
+    if duration_s is None:
+        duration_s = calibration_duration_s(n_views, sim) if calibration else 60.0
     faults = {}
     if drop_frames:
         faults["drop_frames"] = _fault_set(drop_frames)
@@ -82,7 +105,8 @@ def record(duration_s: float, out_dir: Path | None, rate_hz: float | None, expos
     if faults and not sim:
         raise click.UsageError("--drop-frames/--incomplete-frames only apply to the simulated rig")
     opts = RecordOptions(
-        out_dir=out_dir or _default_out(), duration_s=duration_s, rate_hz=rate_hz,
+        out_dir=out_dir, duration_s=duration_s, rate_hz=rate_hz,
+        purpose="calibration" if calibration else "data",
         exposure_us=exposure_us, gain_db=gain_db, pixel_format=pixel_format, sim=sim,
         scenario=scenario, seed=seed, full_res=full_res, realtime=realtime, sim_faults=faults,
         trigger_port=trigger_port, event_backend=event_backend, frame_backend=frame_backend,
