@@ -105,3 +105,28 @@ def test_workspace_yaml_moves_a_folder_and_rejects_unknown_keys(tmp_path: Path) 
     (tmp_path / "workspace.yaml").write_text("recording: elsewhere\n")
     with pytest.raises(WorkspaceError, match="did you mean 'recordings'"):
         load_workspace(tmp_path)
+
+
+def test_build_warns_about_real_sessions_recorded_before_the_calibration(tmp_path: Path) -> None:
+    from calibration.accuracy import calibration_from_geometry
+    from calibration.io import save_calibration
+    from dataset.build.options import SessionPlan
+    from dataset.builder import recorded_before_calibration
+    from rig.session import SessionManifest
+    from rig.sim.optics import default_rig
+
+    calib = calibration_from_geometry(default_rig())
+    calib.info["recorded_utc"] = "2026-12-06T12:00:00.000000Z"
+    save_calibration(calib, tmp_path / "calib.yaml")
+    plans = []
+    for name, started, sim in (("before", "2026-12-06T11:00:00.000000Z", False),
+                               ("after", "2026-12-06T13:00:00.000000Z", False),
+                               ("simulated", "2026-12-06T11:00:00.000000Z", True)):
+        SessionManifest(status="complete", started_utc=started, sim=sim).save(tmp_path / name)
+        plans.append(SessionPlan(tmp_path / name, name, "train", "day", "x"))
+    (line,) = recorded_before_calibration(plans, tmp_path / "calib.yaml")
+    assert line.startswith("warning: 1 session(s)") and ": before." in line
+    assert "rig calibrate --checkerboard" in line
+    del calib.info["recorded_utc"]  # a calibration from image folders: nothing to compare
+    save_calibration(calib, tmp_path / "calib.yaml")
+    assert recorded_before_calibration(plans, tmp_path / "calib.yaml") == []
