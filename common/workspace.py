@@ -60,7 +60,9 @@ class Workspace:
         return self.calib / CALIB_FILE
 
     def show(self, path: Path) -> str:
-        return show_path(path)
+        """`show_path`, and the workspace's folders end with '/' even before they exist."""
+        text = show_path(path)
+        return text + "/" if Path(path) in self.folders.values() and not text.endswith("/") else text
 
     def origin(self, folder: str) -> str:
         """Where a folder's location came from, for the commands' "defaults" line."""

@@ -364,8 +364,9 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
         rig_config=cfg.to_dict() if cfg else None,
         sensor_sizes={"event": (ev.width, ev.height), "frame": (fr.width, fr.height)},
         frame_ids=FrameIdScheme(fr.frame_id_modulus, fr.frame_id_first, fr.frame_id_first_exposure),
-        purpose="calibration" if opts.purpose == "calibration" or opts.scenario == "checkerboard"
-        and is_sim else "data")
+        # the simulated board is a calibration session however it was asked for
+        purpose="calibration" if (opts.purpose == "calibration"
+                                  or (is_sim and opts.scenario == "checkerboard")) else "data")
     manifest.save(out)
     if dev.sim_rig is not None:
         dev.sim_rig.attach_ground_truth(out / GROUND_TRUTH)
