@@ -119,8 +119,11 @@ def test_folder_errors_are_clear(image_folders, tmp_path):
                                         str(tmp_path / "none*.png"), "--event-images",
                                         str(events / "*.png"), "--out", str(tmp_path)])
     assert res.exit_code != 0 and "no files match" in res.output
-    res = CliRunner().invoke(rig_main, ["calibrate", "--checkerboard", "--out", str(tmp_path)])
-    assert res.exit_code != 0 and "exactly one source" in res.output
+    res = CliRunner().invoke(rig_main, ["calibrate", "--checkerboard", "--sim", "--frame-images",
+                                        str(frames / "*.png"), "--event-images",
+                                        str(events / "*.png"), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "give one source of views" in res.output
+    assert not (tmp_path / "calib.yaml").exists()
 
 
 def test_homography_alignment_on_synthetic_renders(image_folders):
