@@ -169,8 +169,7 @@ def _workspace_views(ws: Workspace, rig_config: Path | None
     from rig.rigconfig import choose_rig
     from rig.session import find_sessions
 
-    found = [e for e in find_sessions(ws.recordings)
-             if e.buildable and e.manifest is not None and e.manifest.purpose == "calibration"]
+    found = [e for e in find_sessions(ws.recordings) if e.usable_as("calibration")]
     if found:
         click.echo(f"views: the newest calibration session under {ws.show(ws.recordings)}: "
                    f"{ws.show(found[-1].path)} (record a new one with: rig record --calibration)",

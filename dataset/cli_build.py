@@ -130,8 +130,7 @@ def _workspace_sessions(ws: Workspace) -> list[Path]:
     from rig.session import find_sessions
 
     found = find_sessions(ws.recordings)
-    data = [e.path for e in found if e.buildable and e.manifest is not None
-            and e.manifest.purpose == "data"]
+    data = [e.path for e in found if e.usable_as("data")]
     skipped = Counter("calibration" if e.manifest is not None and e.manifest.purpose == "calibration"
                       else "unreadable" if e.manifest is None else e.manifest.status
                       for e in found if e.path not in data)

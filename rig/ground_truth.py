@@ -130,10 +130,6 @@ class GroundTruthLabels:
         self._h5 = h5py.File(path, "r")
         self._row = {int(k): i for i, k in enumerate(self._h5["pulse_index"][()])}
 
-    @property
-    def has_instances(self) -> bool:
-        return "instances" in self._h5
-
     def row(self, pulse_index: int) -> int | None:
         return self._row.get(int(pulse_index))
 

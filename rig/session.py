@@ -35,8 +35,9 @@ from rig.devices import (
 from rig.geometry import RigGeometry
 from rig.ground_truth import GROUND_TRUTH_DIR, GroundTruth
 
-#: 1.1 added `frame_ids` (how the frame camera numbers frames) and the optional `time_of_day` and
-#: `scene`; readers take every 1.x manifest (docs/session-format.md lists the defaults).
+#: 1.1 added `frame_ids` (how the frame camera numbers frames), `purpose` and the optional
+#: `time_of_day` and `scene`; readers take every 1.x manifest (docs/session-format.md lists the
+#: defaults).
 SCHEMA_VERSION = "1.1"
 MANIFEST = "session.json"
 EVENTS_RAW = "events.raw"
@@ -280,6 +281,10 @@ class SessionEntry:
     @property
     def buildable(self) -> bool:
         return self.manifest is not None and self.manifest.status in BUILDABLE_STATUSES
+
+    def usable_as(self, purpose: str) -> bool:
+        """Complete (or interrupted) and recorded for `purpose` (one of PURPOSES)."""
+        return self.buildable and self.manifest is not None and self.manifest.purpose == purpose
 
 
 def find_sessions(folder: str | os.PathLike[str]) -> list[SessionEntry]:

@@ -13,6 +13,7 @@ import pytest
 
 from rig.devices import EventCamera, FrameCamera, TriggerController
 from rig.geometry import RigGeometry
+from rig.ground_truth import GroundTruth
 from rig.sim.scenarios import SCENARIOS, get_scenario
 from rig.sim.world import SimConfig, SimRig
 
@@ -104,6 +105,11 @@ def test_ground_truth_folder(tmp_path: Path) -> None:
     assert [int(r["frame_delivered"]) for r in rows] == [1, 0, 0, 1]
     assert int(rows[3]["t_true_us"]) - int(rows[0]["t_true_us"]) == 150_000
     assert int(rows[0]["t_frame_clock_ns"]) == frames[0].t_device_ns
+    truth = GroundTruth(gt).pulses()  # the reader the builder and calibration use
+    assert truth["pulse_index"].tolist() == [0, 1, 2, 3]
+    assert truth["frame_delivered"].tolist() == [1, 0, 0, 1]
+    assert truth["t_true_us"].tolist() == [int(r["t_true_us"]) for r in rows]
+    assert int(truth["t_frame_clock_ns"][0]) == frames[0].t_device_ns
     with h5py.File(gt / "labels.h5", "r") as h5:
         assert list(h5["pulse_index"][:]) == [0, 1, 3]  # exposed frames (pulse 2 was missed)
         fh, fw = rig.geometry.frame.height, rig.geometry.frame.width
