@@ -3,7 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+# Which OpenCV goes into .venv: `gui` (opencv-contrib-python: windows, for
+# `rig calibrate --show-pattern`) where a display exists, else `headless`. Never both: they
+# provide the same cv2 module. Override: `make setup OPENCV=gui`.
+OPENCV ?= $(if $(DISPLAY)$(WAYLAND_DISPLAY),gui,headless)
+STAMP := $(VENV)/.installed-$(OPENCV)
 
 .PHONY: setup apt venv test lint firmware-test demo bench clean
 
@@ -16,11 +20,15 @@ apt:
 
 venv: $(STAMP)
 
-# torch is pinned first: its CPU wheel is the one the project is tested with.
+# torch is pinned first: its CPU wheel is the one the project is tested with (pyproject gives a
+# range, so the package also installs beside a user's own torch). The other OpenCV variant is
+# removed before this one goes in (tools/opencv-variant.sh).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@rm -f $(VENV)/.installed-*
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@bash tools/opencv-variant.sh $(PY) $(OPENCV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,$(OPENCV)]'
 	@# Aravis's Python bindings build against the system's GObject introspection (tools/apt-packages.txt)
 	@if pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null; then \
 	  $(PY) -m pip install -q --disable-pip-version-check 'PyGObject<3.51'; \

@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dataset.rpea_format import SequenceWriter, update_index  # noqa: E402
+from dataset.rpea_format import SequenceWriter, identity_rectify_map, update_index  # noqa: E402
 
 
 def synthetic_dataset(root: Path, sequences: int, pairs: int, h: int, w: int,
@@ -64,6 +64,7 @@ def synthetic_dataset(root: Path, sequences: int, pairs: int, h: int, w: int,
                 "underexposed_frac": np.zeros(pairs, np.float32),
                 "is_night": np.zeros(pairs, np.uint8)})
             wr.write_calib("synthetic")
+            wr.write_rectify_map(identity_rectify_map(h, w))
             sha = wr.commit({"sequence": path.stem, "scene": "urban", "time_of_day": "day",
                              "split": "train", "source_session": path.stem})
         update_index(path.parent, {"name": path.stem, "file": path.name, "num_pairs": pairs,

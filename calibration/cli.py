@@ -1,18 +1,24 @@
-"""`rig calibrate`: checkerboard calibration of both cameras and the event-to-frame alignment."""
+"""`rig calibrate`: checkerboard calibration of both cameras and the event-to-frame alignment;
+`rig calibrate export`: calib.yaml for Kalibr or ROS.
+
+`calibrate` is a click group that calibrates when no subcommand follows
+(`invoke_without_command`), so every invocation from before the exports works unchanged."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
 if TYPE_CHECKING:
     from common.workspace import Workspace
 
 
-@click.command("calibrate")
+@click.group("calibrate", invoke_without_command=True, subcommand_metavar="[export ...]")
 @click.option("--checkerboard", is_flag=True, help="Calibrate from checkerboard views.")
 @click.option("--pattern", default="9x6", show_default=True,
               help="Inner corners per row x per column.")
@@ -63,7 +69,8 @@ if TYPE_CHECKING:
 @click.option("--screen", default="1920x1080", show_default=True,
               help="(--show-pattern) screen size WxH in pixels.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def calibrate(checkerboard: bool, pattern: str, square_mm: float, out_dir: Path | None,
+@click.pass_context
+def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: float, out_dir: Path | None,
               sim: bool | None, session_dir: Path | None, frame_images: str | None,
               event_images: str | None, model: str, min_depth_m: float, max_depth_m: float,
               plane_depth_m: float | None, blink_hz: float | None, n_views: int,
@@ -87,7 +94,18 @@ def calibrate(checkerboard: bool, pattern: str, square_mm: float, out_dir: Path 
       rig calibrate --checkerboard --frame-images 'left/*.png' \\
                     --event-images 'right/*.png' --model stereo --out calib_lr/
       rig calibrate --show-pattern --blink-hz 5 --screen 2560x1440   # on the rig's monitor
+      rig calibrate export --format kalibr                       # calib/camchain.yaml
+
+    `rig calibrate export` writes calib.yaml in another tool's format (see its --help).
     """
+    if ctx.invoked_subcommand is not None:
+        typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        given = sorted(p.opts[0] for p in ctx.command.params
+                       if p.name and ctx.get_parameter_source(p.name) in typed)
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: options of the calibration itself; "
+                                   f"`rig calibrate {ctx.invoked_subcommand}` takes its own")
+        return
     from calibration.run import board_from_cli
 
     try:
@@ -178,3 +196,75 @@ def _workspace_views(ws: Workspace, rig_config: Path | None
     choice = choose_rig(None, rig_config, backends_named=False, workspace_root=ws.root)
     click.echo(choice.note, err=True)
     return None, new_folder_name(ws.recordings, "calib"), choice.sim, choice.rig_config
+
+
+@calibrate.command("export")
+@click.option("--format", "fmt", type=click.Choice(["kalibr", "ros"]), required=True,
+              help="kalibr: one camchain YAML (cam0 frame, cam1 event, cam1.T_cn_cnm1); ros: one "
+                   "camera_info YAML per camera (camera_calibration_parsers).")
+@click.argument("calib_yaml", required=False,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(), default=None,
+              help="kalibr: the file (a folder gets camchain.yaml); ros: the folder for "
+                   "<name>.yaml [default: beside CALIB_YAML].")
+@click.option("--frame-name", default="frame_camera", show_default=True,
+              help="ROS camera_name (and file name) of the frame camera.")
+@click.option("--event-name", default="event_camera", show_default=True,
+              help="ROS camera_name (and file name) of the event camera.")
+@click.option("--frame-topic", default=None,
+              help="(kalibr) rostopic of cam0 [default: /<frame-name>/image_raw].")
+@click.option("--event-topic", default=None,
+              help="(kalibr) rostopic of cam1 [default: /<event-name>/image_raw].")
+def export(fmt: str, calib_yaml: Path | None, out: str | None, frame_name: str, event_name: str,
+           frame_topic: str | None, event_topic: str | None) -> None:
+    """Write calib.yaml in another tool's format: Kalibr or ROS.
+
+    CALIB_YAML is a calib.yaml (or the folder holding one) [default: the workspace's
+    calib/calib.yaml]. Kalibr's radtan model has no k3: a nonzero k3 is dropped and the note says
+    how far that moves the image border. The ROS files are monocular camera_info (R = I,
+    P = [K | 0]); the rig's relative pose is in the Kalibr file.
+
+    \b
+    Examples:
+      rig calibrate export --format kalibr                 # calib/camchain.yaml
+      rig calibrate export --format ros                    # calib/frame_camera.yaml, event_camera.yaml
+      rig calibrate export --format kalibr calib_lr/calib.yaml -o kalibr/camchain.yaml
+      rig calibrate export --format ros -o ~/.ros/camera_info/
+    """
+    from calibration.export import default_topic, export_kalibr, export_ros
+    from calibration.io import CalibrationFileError, load_calibration
+    from common.workspace import WorkspaceError, load_workspace, show_path
+
+    if calib_yaml is None:
+        try:
+            ws = load_workspace()
+        except WorkspaceError as exc:
+            raise click.ClickException(str(exc)) from None
+        calib_yaml = ws.calib_file
+        if not calib_yaml.is_file():
+            raise click.ClickException(f"no calibration at {ws.show(calib_yaml)} ({ws.origin('calib')}): "
+                                       "make one with rig calibrate --checkerboard, or give CALIB_YAML")
+        click.echo(f"calibration: {ws.show(calib_yaml)} ({ws.origin('calib')})", err=True)
+    if calib_yaml.is_dir():
+        calib_yaml = calib_yaml / "calib.yaml"
+    target = Path(out) if out is not None else calib_yaml.parent
+    if out is not None and out.endswith(("/", os.sep)):  # a folder, maybe not there yet
+        target.mkdir(parents=True, exist_ok=True)
+    if fmt == "ros" and target.suffix in (".yaml", ".yml"):
+        raise click.BadParameter(f"{out}: --format ros writes one file per camera; give a folder",
+                                 param_hint="-o/--out")
+    try:
+        calib = load_calibration(calib_yaml)
+        source = show_path(calib_yaml)
+        if fmt == "kalibr":
+            res = export_kalibr(calib, target, frame_topic=frame_topic or default_topic(frame_name),
+                                event_topic=event_topic or default_topic(event_name), source=source)
+        else:
+            res = export_ros(calib, target, frame_name=frame_name, event_name=event_name,
+                             source=source)
+    except (CalibrationFileError, ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    for note in res.notes:
+        click.echo(f"note: {note}", err=True)
+    for path in res.paths:
+        click.echo(f"wrote {show_path(path)}")

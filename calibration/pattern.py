@@ -49,8 +49,9 @@ def show_pattern(board: Board, blink_hz: float, width_px: int, height_px: int,
         cv2.namedWindow(name, cv2.WINDOW_NORMAL)
         cv2.setWindowProperty(name, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
     except cv2.error:
-        raise RuntimeError("this OpenCV build has no GUI (opencv-python-headless); install "
-                           "opencv-contrib-python (with GUI) to show the pattern") from None
+        from common.opencv import gui_hint
+
+        raise RuntimeError(gui_hint()) from None
     period = 1.0 / blink_hz
     t0 = time.monotonic()
     try:

@@ -25,6 +25,10 @@ class LazyGroup(click.Group):
             except ModuleNotFoundError as exc:
                 if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
                     return _unavailable(cmd_name, f"not implemented yet ({module_name} missing)")
+                if exc.name == "cv2":
+                    from common.opencv import INSTALL_HINT
+
+                    return _unavailable(cmd_name, f"missing OpenCV (no cv2 module): {INSTALL_HINT}")
                 raise
             return getattr(module, attr)
         return super().get_command(ctx, cmd_name)

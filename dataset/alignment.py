@@ -66,6 +66,16 @@ class Alignment:
         keep = np.asarray(keep, bool) & (xa >= 0) & (ya >= 0) & (xa < self.width) & (ya < self.height)
         return xa[keep].astype(np.uint16), ya[keep].astype(np.uint16), keep
 
+    def events_on_grid(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Mask of the event pixels whose aligned position lands on the grid (the ones a sequence
+        file keeps; it stores them as sensor pixels with `rectify_map`)."""
+        return self.map_events(x, y)[2]
+
+    def rectify_map(self) -> np.ndarray:
+        """(event H, W, 2) float32: each event pixel's continuous position on the aligned grid
+        (DSEC's `rectify_map`; NaN where the calibration maps a pixel nowhere)."""
+        return np.asarray(self.event_aligner.position, np.float32)
+
     def _check(self, img: np.ndarray) -> np.ndarray:
         if img.shape[0] != self.height or img.shape[1] != self.width:
             raise ValueError(f"aligned image {img.shape[1]}x{img.shape[0]} is not the calibration's "

@@ -19,7 +19,14 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 
 from dataset.labels import LabelError, find_label_files, lookup_table, read_label_png
-from dataset.rpea_format import edit_sequence, sha256_file, update_index
+from dataset.rpea_format import (
+    edit_sequence,
+    grid_positions,
+    nearest_grid_pixels,
+    rectify_map_of,
+    sha256_file,
+    update_index,
+)
 from dataset.stats import split_dirs
 from dataset.visual import event_image, label_overlay, overlay, panel, save_rgb
 
@@ -36,8 +43,10 @@ def iter_sequences(root: Path, split: str | None = None) -> Iterator[tuple[Path,
 def pair_views(f: h5py.File, i: int) -> dict[str, np.ndarray]:
     """RGB, event picture, overlay (and label overlay if labelled) of pair i."""
     a, b = int(f["pairs/event_idx0"][i]), int(f["pairs/event_idx1"][i])
-    x, y, p = f["events/x"][a:b], f["events/y"][a:b], f["events/p"][a:b]
     rgb = f["images"][i]
+    x, y, inside = nearest_grid_pixels(
+        *grid_positions(rectify_map_of(f), f["events/x"][a:b], f["events/y"][a:b]), *rgb.shape[:2])
+    x, y, p = x[inside], y[inside], f["events/p"][a:b][inside]
     out = {"rgb": rgb, "events": event_image(x, y, p, rgb.shape[:2]),
            "overlay": overlay(rgb, x, y, p)}
     if f["pairs/has_label"][i]:

@@ -16,6 +16,7 @@ LAZY = {
     "show": "dataset.cli_tools:show",
     "export-annotation": "dataset.cli_tools:export_annotation",
     "import-labels": "dataset.cli_tools:import_labels",
+    "export": "dataset.cli_export:export",
 }
 
 

@@ -1,4 +1,8 @@
-"""`rpea events`: inspect and convert Prophesee RAW event recordings (EVT3, EVT2)."""
+"""`rpea events`: inspect any common event file and convert it to DSEC HDF5.
+
+Formats (decided by the file's header, `rig.evt.files`): Prophesee RAW EVT 3.0 / 2.0 / 2.1,
+Prophesee DAT, jAER AEDAT 2.0, AEDAT 4 (optional decoder), DSEC HDF5.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +12,35 @@ from pathlib import Path
 import click
 import numpy as np
 
+FORMAT_CHOICES = ("evt3", "evt2", "evt21", "dat", "aedat2", "aedat4", "dsec")
+_FORMAT_HELP = ("Format of a file whose header names none (headerless data also needs --width and "
+                "--height). A file whose header names its format is read as that format.")
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def events() -> None:
-    """Inspect and convert RAW event recordings (EVT3 / EVT2).
+    """Inspect and convert event files: Prophesee RAW (EVT 3.0, 2.0, 2.1) and DAT, jAER AEDAT 2.0,
+    AEDAT 4, DSEC HDF5. The format is read from the file's header, never guessed.
 
     \b
     Examples:
       rpea events info session/events.raw
-      rpea events info old_gen3.raw --width 640 --height 480 --json
+      rpea events info recording.dat --json
+      rpea events info dvs128.aedat
+      rpea events info dump.bin --format evt3 --width 1280 --height 720
       rpea events convert session/events.raw session/events.h5
     """
 
 
-def _summarise(path: Path, width: int | None, height: int | None, chunk_bytes: int) -> dict:
+def _summarise(path: Path, width: int | None, height: int | None, chunk_bytes: int,
+               evt_format: str | None = None) -> dict:
     """Stream the file once: counts, rates, triggers per channel/edge, ERC, anomalies."""
     from tqdm import tqdm
 
-    from rig.evt3 import RawReader
+    from rig.evt.files import open_events
 
-    reader = RawReader(path, width=width, height=height, chunk_bytes=chunk_bytes)
+    reader = open_events(path, evt_format=evt_format, width=width, height=height,
+                         chunk_bytes=chunk_bytes)
     n_on = 0
     trig_counts: dict[tuple[int, int], int] = {}
     peak_per_ms = 0
@@ -79,20 +92,24 @@ def _summarise(path: Path, width: int | None, height: int | None, chunk_bytes: i
 
 @events.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "evt_format", type=click.Choice(FORMAT_CHOICES, case_sensitive=False),
+              default=None, help=_FORMAT_HELP)
 @click.option("--width", type=int, default=None, help="Sensor width if the header has none.")
 @click.option("--height", type=int, default=None, help="Sensor height if the header has none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--chunk-mb", type=float, default=8.0, show_default=True,
               help="Decode chunk size (memory stays bounded by it).")  # fmt: skip
-def info(file: Path, width: int | None, height: int | None, as_json: bool, chunk_mb: float) -> None:
-    """Summarise FILE.raw: geometry, duration, counts, rates, triggers, ERC, anomalies.
+def info(file: Path, evt_format: str | None, width: int | None, height: int | None, as_json: bool,
+         chunk_mb: float) -> None:  # fmt: skip
+    """Summarise FILE: format, geometry, duration, counts, rates, triggers, ERC, anomalies.
 
     \b
-    Example:
+    Examples:
       rpea events info session/events.raw
+      rpea events info recording.dat
     """
     try:
-        summary = _summarise(file, width, height, int(chunk_mb * (1 << 20)))
+        summary = _summarise(file, width, height, int(chunk_mb * (1 << 20)), evt_format)
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e)) from e
     if as_json:
@@ -102,13 +119,23 @@ def info(file: Path, width: int | None, height: int | None, as_json: bool, chunk
     t = summary["time_us"]
     ev = summary["events"]
     rate = summary["rate_ev_per_s"]
+    raw = summary["format"] in ("EVT3", "EVT2", "EVT21")
+    geometry = f"{g['width']}x{g['height']}" if g["width"] else "geometry not stated"
     lines = [
         f"file        {summary['file']}",
-        f"format      {summary['format']}  {g['width']}x{g['height']} (from {g['source']})",
-        f"serial      {summary['header'].get('serial_number', '?')}  "
-        f"plugin {summary['header'].get('plugin_name', '?')}",
-        f"data        {summary['bytes']['data']} bytes, {summary['words']} words"
-        f" ({summary['skipped_words_before_first_time_high']} before the first TIME_HIGH)",
+        f"format      {summary['format']}  {geometry} (from {g['source']})",
+    ]
+    if raw:
+        lines += [
+            f"serial      {summary['header'].get('serial_number', '?')}  "
+            f"plugin {summary['header'].get('plugin_name', '?')}",
+            f"data        {summary['bytes']['data']} bytes, {summary['words']} words"
+            f" ({summary['skipped_words_before_first_time_high']} before the first TIME_HIGH)",
+        ]
+    else:
+        lines.append(f"data        {summary['bytes']['data']} bytes after a "
+                     f"{summary['bytes']['header']}-byte header")
+    lines += [
         f"time        {t['first']} .. {t['last']} us  (duration {t['duration'] / 1e6:.6f} s)",
         f"events      {ev['total']}  (ON {ev['on']}, OFF {ev['off']})",
         "rate        mean "
@@ -116,13 +143,16 @@ def info(file: Path, width: int | None, height: int | None, as_json: bool, chunk
         + f", peak (1 ms) {rate['peak_1ms'] / 1e6:.3f} Mev/s",
         f"triggers    {summary['triggers']['total']}"
         + "".join(f"  [{k}: {n}]" for k, n in summary["triggers"]["per_channel"].items()),
-        f"erc         in {summary['erc']['input_records']} records / "
-        f"{summary['erc']['input_events']} ev, out {summary['erc']['output_records']} records / "
-        f"{summary['erc']['output_events']} ev",
-        "words       " + ", ".join(f"{k} {v}" for k, v in summary["word_counts"].items()),
-        "anomalies   " + (", ".join(f"{k} {v}" for k, v in summary["anomalies"].items())
-                          or "none"),
     ]  # fmt: skip
+    if raw:
+        lines += [
+            f"erc         in {summary['erc']['input_records']} records / "
+            f"{summary['erc']['input_events']} ev, out {summary['erc']['output_records']} records / "
+            f"{summary['erc']['output_events']} ev",
+            "words       " + ", ".join(f"{k} {v}" for k, v in summary["word_counts"].items()),
+        ]  # fmt: skip
+    lines.append("anomalies   " + (", ".join(f"{k} {v}" for k, v in summary["anomalies"].items())
+                                   or "none"))
     for a in summary["anomaly_samples"][:10]:
         lines.append(f"            at byte {a['byte_offset']}: {a['kind']}")
     click.echo("\n".join(lines))
@@ -131,35 +161,43 @@ def info(file: Path, width: int | None, height: int | None, as_json: bool, chunk
 @events.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "evt_format", type=click.Choice(FORMAT_CHOICES, case_sensitive=False),
+              default=None, help=_FORMAT_HELP)
 @click.option("--width", type=int, default=None, help="Sensor width if the header has none.")
 @click.option("--height", type=int, default=None, help="Sensor height if the header has none.")
 @click.option("--chunk-mb", type=float, default=8.0, show_default=True,
               help="Decode chunk size (memory stays bounded by it).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
-def convert(file: Path, out: Path, width: int | None, height: int | None, chunk_mb: float,
-            force: bool) -> None:  # fmt: skip
-    """Convert FILE.raw to OUT.h5 in the DSEC layout (events/x,y,t,p, ms_to_idx, t_offset).
+def convert(file: Path, out: Path, evt_format: str | None, width: int | None, height: int | None,
+            chunk_mb: float, force: bool) -> None:  # fmt: skip
+    """Convert FILE to OUT.h5 in DSEC's layout: events/x,y,t,p, and /ms_to_idx and /t_offset at
+    the file root (DSEC's EventSlicer reads it unchanged).
 
     Streams in chunks (bounded memory), compresses with Blosc-zstd + bitshuffle (read it with
-    `import hdf5plugin`), writes atomically. Trigger edges go to triggers/t,id,value.
+    `import hdf5plugin`), writes atomically. Trigger edges go to triggers/t,id,value; the sensor
+    size to the root attributes width/height. Events that step back in time (real EVT3 streams
+    do, by a few us) are sorted, as DSEC's millisecond index needs, and counted.
 
     \b
-    Example:
+    Examples:
       rpea events convert session/events.raw session/events.h5
+      rpea events convert recording.dat recording.h5
     """
     from tqdm import tqdm
 
-    from dataset.events import raw_to_dsec
+    from dataset.events import convert_to_dsec
 
     if out.exists() and not force:
         raise click.ClickException(f"{out} exists (use --force to overwrite)")
     total = max(0, file.stat().st_size)
     try:
         with tqdm(total=total, unit="B", unit_scale=True, desc="convert", disable=None) as bar:
-            stats = raw_to_dsec(file, out, chunk_bytes=int(chunk_mb * (1 << 20)), width=width,
-                                height=height, progress=bar.update)  # fmt: skip
+            stats = convert_to_dsec(file, out, evt_format=evt_format, chunk_bytes=int(chunk_mb * (1 << 20)),
+                                    width=width, height=height, progress=bar.update)  # fmt: skip
     except (ValueError, OSError) as e:
-        raise click.ClickException(f"{file}: {e}") from e
+        msg = str(e)
+        raise click.ClickException(msg if str(file) in msg else f"{file}: {msg}") from e
     anomalies = ", ".join(f"{k} {v}" for k, v in stats.anomalies.items()) or "none"
-    click.echo(f"wrote {out}: {stats.events} events, {stats.triggers} trigger edges, "
-               f"{stats.width}x{stats.height}; anomalies: {anomalies}")  # fmt: skip
+    click.echo(f"wrote {out}: {stats.events} events ({stats.format}), {stats.triggers} trigger "
+               f"edges, {stats.width}x{stats.height}; {stats.reordered} events clamped to an earlier "
+               f"chunk's last time; anomalies: {anomalies}")

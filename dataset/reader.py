@@ -36,7 +36,15 @@ from dataset.representations import (
     voxel_grid,
     voxel_grid_stats,
 )
-from dataset.rpea_format import SAMPLE_DATASETS
+from dataset.rpea_format import (
+    READABLE_SCHEMAS,
+    SAMPLE_DATASETS,
+    grid_positions,
+    nearest_grid_pixels,
+    rectify_map_of,
+    schema_of,
+    t_offset_of,
+)
 
 
 class RPEAFormatError(ValueError):
@@ -45,7 +53,11 @@ class RPEAFormatError(ValueError):
 
 @dataclass
 class PairEvents:
-    """Events of one pair's window; `t_us` is absolute on the event-camera clock."""
+    """Events of one pair's window; `t_us` is absolute on the event-camera clock.
+
+    `x`, `y` are continuous positions on the aligned image grid (float32: the stored sensor
+    pixels through the file's `rectify_map`); `x_sensor`, `y_sensor` the stored pixels.
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -53,6 +65,8 @@ class PairEvents:
     p: np.ndarray
     t0_us: int
     t1_us: int
+    x_sensor: np.ndarray | None = None
+    y_sensor: np.ndarray | None = None
 
 
 class RPEASequence:
@@ -75,7 +89,13 @@ class RPEASequence:
                 f"{self.path}: images {f['images'].shape} / labels {f['labels'].shape} disagree")
         self.num_pairs, self.height, self.width = int(n), int(h), int(w)
         self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        self.t_offset_us = int(f["events/t_offset"][()]) if "events/t_offset" in f else 0
+        self.schema_version = schema_of(f)
+        if self.schema_version not in READABLE_SCHEMAS:
+            raise RPEAFormatError(f"{self.path}: RPEA schema {self.schema_version} is not one this "
+                                  f"version reads ({', '.join(READABLE_SCHEMAS)}); update the toolkit")
+        self.t_offset_us = t_offset_of(f)
+        self._rectify_map: np.ndarray | None = None
+        self._rectify_loaded = False
         self.has_masks = "masks" in f
         pairs = f["pairs"]
         self.pairs = {k: pairs[k][()] for k in pairs.keys()}
@@ -111,6 +131,7 @@ class RPEASequence:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_h5"], state["_pid"], state["_ds"] = None, -1, {}
+        state["_rectify_map"], state["_rectify_loaded"] = None, False  # re-read by the worker
         return state
 
     def __len__(self) -> int:
@@ -137,16 +158,29 @@ class RPEASequence:
         """Instance id map uint16 (H, W), 0 = none; None when the file has no masks."""
         return self._dataset("masks")[i] if self.has_masks else None
 
+    @property
+    def rectify_map(self) -> np.ndarray | None:
+        """The file's sensor-pixel -> grid map (None for schema 1.0: x/y stored on the grid)."""
+        if not self._rectify_loaded:
+            self._rectify_map = rectify_map_of(self.h5)
+            self._rectify_loaded = True
+        return self._rectify_map
+
     def events(self, i: int) -> PairEvents:
-        """The pair's events, sliced by `pairs/event_idx0:event_idx1`."""
+        """The pair's events, sliced by `pairs/event_idx0:event_idx1`, placed on the grid."""
         a, b = int(self.pairs["event_idx0"][i]), int(self.pairs["event_idx1"][i])
         t_ds = self._dataset("events/t")
         if b < a or b > t_ds.shape[0]:
             raise RPEAFormatError(f"{self.path}: pair {i} has a bad event slice [{a}, {b})")
         t = t_ds[a:b].astype(np.int64) + self.t_offset_us
-        return PairEvents(self._dataset("events/x")[a:b], self._dataset("events/y")[a:b], t,
-                          self._dataset("events/p")[a:b],
-                          int(self.pairs["event_t0_us"][i]), int(self.pairs["event_t1_us"][i]))
+        xs, ys = self._dataset("events/x")[a:b], self._dataset("events/y")[a:b]
+        try:
+            xg, yg = grid_positions(self.rectify_map, xs, ys)
+        except ValueError as err:
+            raise RPEAFormatError(f"{self.path}: pair {i}: {err}") from None
+        return PairEvents(xg, yg, t, self._dataset("events/p")[a:b],
+                          int(self.pairs["event_t0_us"][i]), int(self.pairs["event_t1_us"][i]),
+                          xs, ys)
 
     def representation(self, i: int, kind: str = "frame", bins: int = 5,
                        shift_xy: tuple[int, int] = (0, 0), normalize: bool = True) -> np.ndarray:
@@ -164,8 +198,7 @@ class RPEASequence:
         if kind not in ("frame", "voxel"):
             raise ValueError(f"unknown event representation {kind!r} (use 'frame' or 'voxel')")
         e = self.events(i)
-        x = e.x.astype(np.int64)
-        y = e.y.astype(np.int64)
+        x, y, _ = nearest_grid_pixels(e.x, e.y, self.height, self.width)
         if shift_xy[0]:
             x += shift_xy[0]
         if shift_xy[1]:

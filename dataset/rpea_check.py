@@ -26,11 +26,19 @@ from dataset.rpea_format import (
     MASKS,
     NUM_CLASSES,
     PAIR_FIELDS,
-    REQUIRED_PATHS,
+    READABLE_SCHEMAS,
+    RECTIFY_MAP,
     ROOT_ATTRS,
     SCHEMA_VERSION,
     TIMES_OF_DAY,
+    grid_positions,
+    ms_index_of,
+    nearest_grid_pixels,
+    rectify_map_of,
+    required_paths,
+    schema_of,
     sha256_file,
+    t_offset_of,
 )
 
 SCAN = 1 << 20  # events read per step
@@ -84,8 +92,9 @@ def check_split(split_dir: Path, *, alignment: bool = True, checksums: bool = Tr
     except (OSError, ValueError, KeyError) as err:
         c.error(f"unreadable index ({err})")
         return c.items
-    if str(index.get("schema_version", "")).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        c.error(f"schema version {index.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    if str(index.get("schema_version", "")) not in READABLE_SCHEMAS:
+        c.error(f"schema version {index.get('schema_version')!r}, expected one of "
+                f"{', '.join(READABLE_SCHEMAS)}")
     if index.get("split") != split_dir.name:
         c.warn(f"index says split {index.get('split')!r} but the folder is {split_dir.name!r}")
     listed = set()
@@ -137,14 +146,20 @@ def _check_schema(f: h5py.File, c: _Collector, expect_split: str | None) -> tupl
     missing = [a for a in ROOT_ATTRS if a not in f.attrs]
     if missing:
         c.error(f"root attributes missing: {', '.join(missing)}")
-    if str(f.attrs.get("schema_version", "")).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        c.error(f"schema_version {f.attrs.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    schema = schema_of(f)
+    if schema not in READABLE_SCHEMAS:
+        c.error(f"schema_version {f.attrs.get('schema_version')!r}, expected one of "
+                f"{', '.join(READABLE_SCHEMAS)}")
+        return None
+    if schema != SCHEMA_VERSION:
+        c.warn(f"schema {schema}: readable, but DSEC tools need {SCHEMA_VERSION} (t_offset and "
+               "ms_to_idx at the root); rebuild with `rpea build` to update")
     tod = f.attrs.get("time_of_day")
     if tod is not None and str(tod) not in TIMES_OF_DAY:
         c.error(f"time_of_day {tod!r} not one of {TIMES_OF_DAY}")
     if expect_split and "split" in f.attrs and str(f.attrs["split"]) != expect_split:
         c.error(f"split attribute {f.attrs['split']!r} but the file sits in {expect_split!r}")
-    absent = [k for k in REQUIRED_PATHS if k not in f]
+    absent = [k for k in required_paths(schema) if k not in f]
     if absent:
         c.error(f"missing: {', '.join(absent)}")
         return None
@@ -175,6 +190,11 @@ def _check_schema(f: h5py.File, c: _Collector, expect_split: str | None) -> tupl
     if len(sizes) != 1:
         c.error(f"events/* lengths differ: {sorted(sizes)}")
         return None
+    if RECTIFY_MAP in f:
+        rm = f[RECTIFY_MAP]
+        if rm.ndim != 3 or rm.shape[2] != 2 or rm.dtype != np.float32:
+            c.error(f"{RECTIFY_MAP}: shape {rm.shape} {rm.dtype}, expected (sensor H, W, 2) float32")
+            return None
     for k, dt in PAIR_FIELDS.items():
         if k not in f["pairs"]:
             c.error(f"pairs/{k} missing")
@@ -190,9 +210,14 @@ def _check_schema(f: h5py.File, c: _Collector, expect_split: str | None) -> tupl
 
 
 def _check_events(f: h5py.File, c: _Collector, h: int, w: int) -> None:
+    """Sorted times, `ms_to_idx` equal to a recomputation, events on the grid (through the
+    rectify map for schema 2.0: stored pixels inside the map, mapped positions on the grid)."""
     ev = f["events"]
     e = ev["t"].shape[0]
-    ms = ev["ms_to_idx"][()].astype(np.int64)
+    ms_ds = ms_index_of(f)
+    ms = ms_ds[()].astype(np.int64) if ms_ds is not None else np.zeros(0, np.int64)
+    rmap = rectify_map_of(f)
+    sensor_h, sensor_w = rmap.shape[:2] if rmap is not None else (h, w)
     last = -1
     expect: list[np.ndarray] = []
     next_ms = 0
@@ -201,7 +226,11 @@ def _check_events(f: h5py.File, c: _Collector, h: int, w: int) -> None:
         b = min(e, a + SCAN)
         t = ev["t"][a:b].astype(np.int64)
         x, y, p = ev["x"][a:b], ev["y"][a:b], ev["p"][a:b]
-        bad_xy += int(((x >= w) | (y >= h)).sum())
+        outside = (x >= sensor_w) | (y >= sensor_h)
+        bad_xy += int(outside.sum())
+        if rmap is not None and not outside.any():
+            _, _, inside = nearest_grid_pixels(*grid_positions(rmap, x, y), h, w)
+            bad_xy += int((~inside).sum())
         bad_p += int((p > 1).sum())
         unsorted += int((np.diff(t) < 0).sum()) + int(t[0] < last)
         last = int(t[-1])
@@ -211,7 +240,8 @@ def _check_events(f: h5py.File, c: _Collector, h: int, w: int) -> None:
             expect.append(a + np.searchsorted(t, bounds, side="left"))
             next_ms = last_ms + 1
     if bad_xy:
-        c.error(f"{bad_xy} events outside the {w}x{h} grid")
+        c.error(f"{bad_xy} events outside the {w}x{h} grid"
+                + (f" (or the {sensor_w}x{sensor_h} rectify map)" if rmap is not None else ""))
     if bad_p:
         c.error(f"{bad_p} events with polarity other than 0/1")
     if unsorted:
@@ -219,7 +249,7 @@ def _check_events(f: h5py.File, c: _Collector, h: int, w: int) -> None:
         return
     exp = np.concatenate(expect) if expect else np.zeros(0, np.int64)
     if ms.size < exp.size or not np.array_equal(ms[:exp.size], exp) or np.any(ms[exp.size:] != e):
-        c.error("events/ms_to_idx does not match events/t (DSEC: index of the first event with "
+        c.error("ms_to_idx does not match events/t (DSEC: index of the first event with "
                 "t >= 1000 m)")
 
 
@@ -227,7 +257,7 @@ def _check_pairs(f: h5py.File, c: _Collector, n: int) -> int:
     p = {k: f["pairs"][k][()] for k in f["pairs"].keys()}
     ev = f["events"]
     e = ev["t"].shape[0]
-    off = int(ev["t_offset"][()])
+    off = t_offset_of(f)
     i0, i1 = p["event_idx0"], p["event_idx1"]
     t0, t1 = p["event_t0_us"], p["event_t1_us"]
     if n == 0:
@@ -328,9 +358,11 @@ def _check_alignment(f: h5py.File, c: _Collector, max_pairs: int = 6) -> None:
     counts = i1 - i0
     picks = [int(i) for i in np.argsort(-counts)[:max_pairs] if counts[i] > 0.002 * h * w]
     offsets = []
+    rmap = rectify_map_of(f)
     for i in picks:
-        x = f["events/x"][i0[i]:i1[i]].astype(np.int64)
-        y = f["events/y"][i0[i]:i1[i]].astype(np.int64)
+        x, y, inside = nearest_grid_pixels(
+            *grid_positions(rmap, f["events/x"][i0[i]:i1[i]], f["events/y"][i0[i]:i1[i]]), h, w)
+        x, y = x[inside], y[inside]
         cnt = np.bincount(y * w + x, minlength=h * w).reshape(h, w)
         dx, dy, prom = alignment_offset(f["images"][i], cnt)
         if prom > 1.5:

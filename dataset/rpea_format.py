@@ -26,11 +26,15 @@ import h5py
 import numpy as np
 
 from common.atomic import atomic_path, write_json_atomic
-from dataset.events import EVENT_FIELDS, DsecWriter, compression, first_index_at
-from dataset.h5publish import PendingH5File
+from common.h5publish import PendingH5File
+from dataset.events import EVENT_FIELDS, DsecWriter, apply_rectify_map, compression, first_index_at
 from rig import __version__
+from rig.evt.dsec import MS_TO_IDX, RECTIFY_MAP, T_OFFSET, find_event_index
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
+#: Schema versions the reader and checker read (1.0: t_offset/ms_to_idx inside events/, x/y
+#: already on the aligned grid; 2.0: DSEC's root layout, sensor x/y plus rectify_map).
+READABLE_SCHEMAS = ("1.0", "2.0")
 TIMES_OF_DAY = ("day", "night", "dusk", "tunnel")
 NUM_CLASSES = 19
 IGNORE = 255
@@ -61,8 +65,12 @@ PAIR_FIELDS: dict[str, type] = {
 PAIR_EXTRA_FIELDS: dict[str, type] = {"pulse_index": np.int64, "frame_index": np.int64}
 ROOT_ATTRS = ("schema_version", "tool_version", "sequence", "scene", "time_of_day", "split",
               "source_session", "height", "width", "num_pairs")
-#: The event datasets (DSEC layout, `dataset.events`).
-EVENT_DATASETS = (*(f"{EVENTS}/{k}" for k in EVENT_FIELDS), f"{EVENTS}/t_offset", f"{EVENTS}/ms_to_idx")
+#: The event datasets (DSEC layout, `rig.evt.dsec`: `t_offset`, `ms_to_idx` and `rectify_map` at
+#: the file root, where DSEC's EventSlicer reads them).
+EVENT_DATASETS = (*(f"{EVENTS}/{k}" for k in EVENT_FIELDS), T_OFFSET, MS_TO_IDX, RECTIFY_MAP)
+#: The same in schema 1.0 files (no rectify map; x/y on the aligned grid).
+EVENT_DATASETS_1_0 = (*(f"{EVENTS}/{k}" for k in EVENT_FIELDS), f"{EVENTS}/t_offset",
+                      f"{EVENTS}/ms_to_idx")
 #: Groups and datasets every sequence file has (the pair fields are listed in PAIR_FIELDS).
 REQUIRED_PATHS = (IMAGES, LABELS, PAIRS, CALIB, *EVENT_DATASETS)
 #: What a reader needs to serve samples: images, labels, events and each pair's event slice.
@@ -72,6 +80,58 @@ SAMPLE_DATASETS = (IMAGES, LABELS, *(f"{EVENTS}/{k}" for k in EVENT_FIELDS),
 COMPRESSED_DATASETS = (IMAGES, LABELS, f"{EVENTS}/x", f"{EVENTS}/t")
 #: HDF5 filter id of that compression (`rpea check` looks for it).
 BLOSC_FILTER_ID: int = compression()["compression"]
+
+
+def schema_of(f: h5py.File) -> str:
+    """The file's schema version ("1.0" for files that predate the attribute's meaning)."""
+    v = f.attrs.get("schema_version", "1.0")
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def required_paths(schema: str) -> tuple[str, ...]:
+    """What a file of `schema` must hold."""
+    events = EVENT_DATASETS_1_0 if schema == "1.0" else EVENT_DATASETS
+    return (IMAGES, LABELS, PAIRS, CALIB, *events)
+
+
+def t_offset_of(f: h5py.File) -> int:
+    """The events' `t_offset` (us), wherever the file's schema keeps it (0 when absent)."""
+    ds = find_event_index(f, T_OFFSET, EVENTS)
+    return int(ds[()]) if ds is not None else 0
+
+
+def ms_index_of(f: h5py.File) -> h5py.Dataset | None:
+    """The events' `ms_to_idx` dataset, wherever the file's schema keeps it."""
+    return find_event_index(f, MS_TO_IDX, EVENTS)
+
+
+def rectify_map_of(f: h5py.File) -> np.ndarray | None:
+    """The file's rectify map (sensor pixel -> aligned grid), None for 1.0 files (x/y on the grid)."""
+    return f[RECTIFY_MAP][()] if RECTIFY_MAP in f else None
+
+
+def grid_positions(rectify_map: np.ndarray | None, x: np.ndarray, y: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous aligned-grid positions (float32) of stored events: through the rectify map
+    (schema 2.0), or the stored x/y themselves (1.0, already on the grid)."""
+    if rectify_map is None:
+        return np.asarray(x, np.float32), np.asarray(y, np.float32)
+    return apply_rectify_map(rectify_map, x, y)
+
+
+def nearest_grid_pixels(xf: np.ndarray, yf: np.ndarray, height: int, width: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest grid pixel (int64 x, y) of continuous positions and the mask of those inside."""
+    xi = np.floor(np.asarray(xf) + np.float32(0.5)).astype(np.int64)
+    yi = np.floor(np.asarray(yf) + np.float32(0.5)).astype(np.int64)
+    inside = (xi >= 0) & (yi >= 0) & (xi < width) & (yi < height)
+    return xi, yi, inside
+
+
+def identity_rectify_map(height: int, width: int) -> np.ndarray:
+    """The map of events that already sit on the grid (synthetic data): pixel (x, y) -> (x, y)."""
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return np.stack([xs, ys], axis=-1)
 
 
 def sha256_file(path: str | os.PathLike[str], block: int = 1 << 22) -> str:
@@ -108,6 +168,7 @@ class SequenceWriter:
         self.labels: h5py.Dataset | None = None
         self.masks: h5py.Dataset | None = None
         self.num_pairs = 0
+        self._has_map = False
 
     # -- events -------------------------------------------------------------------------------
     @property
@@ -124,7 +185,8 @@ class SequenceWriter:
         return self._events.t_offset_us
 
     def append_events(self, x: np.ndarray, y: np.ndarray, t_us: np.ndarray, p: np.ndarray) -> None:
-        """Append events already on the output grid; `t_us` absolute (event-camera clock)."""
+        """Append events: sensor pixels (mapped to the grid by the rectify map), `t_us` absolute
+        (event-camera clock)."""
         if self._ms_to_idx is not None:
             raise RuntimeError(f"{self.path}: events already finished")
         self._events.append_xytp(x, y, t_us, p)
@@ -134,7 +196,12 @@ class SequenceWriter:
         if self._ms_to_idx is not None:
             return
         self._events.close()
-        self._ms_to_idx = self._events.group["ms_to_idx"][()]
+        self._ms_to_idx = self._events.ms_index[()]
+
+    def write_rectify_map(self, rectify_map: np.ndarray) -> None:
+        """`/rectify_map` (sensor H, W, 2): each sensor pixel's position on the aligned grid."""
+        self._events.write_rectify_map(rectify_map, grid_width=self.width, grid_height=self.height)
+        self._has_map = True
 
     def event_index(self, t_abs_us: np.ndarray) -> np.ndarray:
         """Index of the first event with t >= each absolute time (the slice bound of a window)."""
@@ -212,6 +279,9 @@ class SequenceWriter:
     def commit(self, attrs: dict[str, Any]) -> str:
         """Write root attributes, close, publish under the target name; returns the file's sha256."""
         self.finish_events()
+        if not self._has_map:
+            raise RuntimeError(f"{self.path}: write_rectify_map() before commit (schema {SCHEMA_VERSION} "
+                               "needs it; identity_rectify_map for events already on the grid)")
         base = {"schema_version": SCHEMA_VERSION, "tool_version": __version__,
                 "height": self.height, "width": self.width, "num_pairs": self.num_pairs}
         for k, v in {**base, **attrs}.items():

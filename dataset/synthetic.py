@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset.rpea_format import SequenceWriter, write_index
+from dataset.rpea_format import SequenceWriter, identity_rectify_map, write_index
 
 # Cityscapes train ids used by the generator
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, SKY, PERSON, CAR = 0, 1, 2, 5, 7, 8, 10, 11, 13
@@ -270,6 +270,7 @@ def write_rpea_file(path: Path, images: np.ndarray, labels: np.ndarray,
                         "underexposed_frac": (v < 0.1).mean((1, 2)),
                         "is_night": np.full(n, int(night), np.uint8)})
         wr.write_calib("%YAML:1.0\n# synthetic: identity alignment\n")
+        wr.write_rectify_map(identity_rectify_map(h, w))
         digest = wr.commit({"tool_version": "synthetic", "sequence": name, "scene": "synthetic",
                             "time_of_day": tod, "split": split, "source_session": "synthetic"})
     return {"name": name, "file": path.name, "num_pairs": n, "num_labelled": n, "sha256": digest,

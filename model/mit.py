@@ -10,6 +10,7 @@ Weights are only ever read from a local path (no downloads).
 from __future__ import annotations
 
 import math
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,7 +322,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path}: holds objects other than tensors and plain containers, which are not "
+            "unpickled here (weights_only); save its state dict alone from a trusted copy, e.g. "
+            "torch.save(torch.load(p, weights_only=False)['state_dict'], out) "
+            f"({str(err).splitlines()[0]})") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
             obj = obj[wrapper]
@@ -330,24 +338,36 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def adapt_input_channels(sd: dict[str, torch.Tensor], in_chans: int) -> dict[str, torch.Tensor]:
+    """`sd` with the first convolution fitted to `in_chans` inputs: RGB filters averaged over
+    channels and repeated (scaled to keep the response to a uniform input), the usual way to
+    start a non-RGB encoder from RGB weights."""
+    w = sd.get("patch_embed1.proj.weight")
+    if w is not None and w.ndim == 4 and w.shape[1] != in_chans:
+        sd = dict(sd)
+        sd["patch_embed1.proj.weight"] = w.mean(1, keepdim=True).repeat(1, in_chans, 1, 1) * 3.0 / in_chans
+    return sd
+
+
 def load_mit_weights(encoder: MixVisionTransformer, path: str | Path) -> None:
     """Load NVlabs (`mit_b*.pth`) or Hugging Face (`nvidia/mit-b*` folder) weights, strictly.
 
     Every encoder parameter must be present and every file key used, except the ImageNet
     classifier when the encoder has no `head`. A first-stage input width mismatch (event encoder
-    with N != 3 channels) is resolved by averaging the RGB filters over channels and repeating
-    them, which is the usual way to start a non-RGB encoder from ImageNet weights.
+    with N != 3 channels) is resolved by `adapt_input_channels`. A SegFormer segmentation
+    checkpoint (NVlabs or mmseg `backbone.*` keys) gives its backbone, strictly too; its decoder
+    needs the whole network (`model.pretrained.load_pretrained`).
     """
     sd = read_state_dict(path)
-    if any(k.startswith(("encoder.", "segformer.", "stages.")) for k in sd):
+    if any(k.startswith("backbone.") for k in sd):
+        from model.pretrained import backbone_state
+
+        sd = backbone_state(sd)[0]
+    elif any(k.startswith(("encoder.", "segformer.", "stages.")) for k in sd):
         sd = convert_hf_state_dict(sd)
     if not hasattr(encoder, "head"):
         sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
-    w = sd.get("patch_embed1.proj.weight")
-    if w is not None and w.shape[1] != encoder.in_chans:
-        sd["patch_embed1.proj.weight"] = (
-            w.mean(1, keepdim=True).repeat(1, encoder.in_chans, 1, 1) * 3.0 / encoder.in_chans
-        )
+    sd = adapt_input_channels(sd, encoder.in_chans)
     try:
         encoder.load_state_dict(sd, strict=True)
     except RuntimeError as err:

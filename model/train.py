@@ -33,21 +33,23 @@ from model.checkpoint import (
 from model.data import collate, make_dataset, to_device
 from model.evaluate import evaluate, write_json
 from model.losses import LossWeights, total_loss
-from model.mit import load_mit_weights
+from model.pretrained import load_pretrained
 
 
 def build_net(cfg: dict, event_channels: int) -> CACDNet:
-    """The network of a config (pretrained encoders loaded from local files if given)."""
+    """The network of a config, with pretrained weights from local files if the config names any
+    (`model.pretrained_rgb` / `pretrained_event`: MiT encoder weights, or a SegFormer / mmseg
+    segmentation checkpoint whose `backbone.*` fills the encoder and `decode_head.*` the decoder
+    where shapes match; a segmentation checkpoint's load report goes to stderr)."""
     m = cfg["model"]
     net = CACDNet(NetConfig(
         backbone=m["backbone"], num_classes=int(m["num_classes"]),
         event_channels=event_channels, modalities=m["modalities"], hfca=bool(m["hfca"]),
         jbcd=bool(m["jbcd"]), proj_dim=int(m["proj_dim"]), decoder_dim=m["decoder_dim"],
         drop_path_rate=float(m["drop_path_rate"])))
-    if m.get("pretrained_rgb") and hasattr(net, "rgb_encoder"):
-        load_mit_weights(net.rgb_encoder, m["pretrained_rgb"])
-    if m.get("pretrained_event") and hasattr(net, "event_encoder"):
-        load_mit_weights(net.event_encoder, m["pretrained_event"])
+    for report in load_pretrained(net, m.get("pretrained_rgb"), m.get("pretrained_event")):
+        if os.environ.get("RANK", "0") == "0":
+            print(report.summary(), file=sys.stderr)
     return net
 
 

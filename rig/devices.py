@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -53,14 +53,49 @@ class Frame:
 
 
 @dataclass
+class AntiFlickerSettings:
+    """The sensor's anti-flicker filter (OpenEB `I_AntiFlickerModule`); None fields keep the sensor's
+    defaults. `band_stop` drops events flickering in [low_hz, high_hz], `band_pass` keeps only those."""
+
+    enabled: bool = True
+    low_hz: int = 50
+    high_hz: int = 520
+    mode: str = "band_stop"  # "band_stop" | "band_pass"
+    duty_cycle_percent: float | None = None
+    start_threshold: int | None = None
+    stop_threshold: int | None = None
+
+
+@dataclass
 class EventCameraSettings:
-    """Event camera configuration (biases by their Prophesee names, e.g. `bias_diff_on`)."""
+    """Event camera configuration (biases by their Prophesee names, e.g. `bias_diff_on`).
+
+    `biases` override `biases_from_file` (what `biases_file`, a Metavision .bias file, held); both
+    are kept so the session manifest says where each value came from.
+    """
 
     biases: dict[str, int] = field(default_factory=dict)
     roi: tuple[int, int, int, int] | None = None  # x, y, width, height
     erc_rate_ev_s: float | None = None  # event-rate controller limit, None = off
     trigger_in_channel: int | None = 0  # EXT_TRIGGER channel to enable, None = off
     serial: str | None = None
+    biases_file: str | None = None
+    biases_from_file: dict[str, int] = field(default_factory=dict)
+    antiflicker: AntiFlickerSettings | None = None  # None = off
+    hot_pixels: list[tuple[int, int]] = field(default_factory=list)  # (x, y) masked by the sensor
+    hot_pixels_file: str | None = None  # where (some of) hot_pixels came from
+
+    def __post_init__(self) -> None:
+        """Accept what a session manifest stores (JSON): the filter as a mapping, pixels as lists."""
+        if isinstance(self.antiflicker, dict):
+            known = {f.name for f in fields(AntiFlickerSettings)}
+            self.antiflicker = AntiFlickerSettings(**{k: v for k, v in self.antiflicker.items()
+                                                      if k in known})
+        self.hot_pixels = [(int(x), int(y)) for x, y in self.hot_pixels]
+
+    def effective_biases(self) -> dict[str, int]:
+        """The biases to set: the file's, then the explicit ones over them."""
+        return {**self.biases_from_file, **self.biases}
 
 
 @dataclass

@@ -3,7 +3,10 @@
 Why a file: a recording on hardware depends on facts the software cannot discover safely (which
 FLIR line the MCU drives, which EVK4 trigger channel, whether ExposureActive is wired back), so they
 are written down once, checked against each other here, and stored in every session manifest.
-Example: `configs/rig.example.yaml`. Every error names the file and the key.
+Example: `configs/rig.example.yaml`. Every error names the file and the key (and, for a file that
+rig.yaml points to, that file and its line). The event camera is taken to be the EVK4's IMX636: bias
+names and ranges, the anti-flicker band and the hot-pixel mask are checked against it here, and
+again against the camera itself by the metavision backend.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from rig.devices import EventCameraSettings, FrameCameraSettings, TriggerSettings, Wiring
+from rig.biasfile import SENSOR_BIAS_RANGES, BiasFileError, check_bias, load_bias_file
+from rig.devices import AntiFlickerSettings, EventCameraSettings, FrameCameraSettings, TriggerSettings, Wiring
 
 #: Keys a device section may carry besides `backend` and `settings` (passed to the backend).
 DEVICE_ARGS = {
@@ -27,6 +31,22 @@ DEVICE_ARGS = {
 SETTINGS_CLASSES = {"event_camera": EventCameraSettings, "frame_camera": FrameCameraSettings,
                     "trigger": TriggerSettings}
 WIRING_KEYS = ("trigger_to", "event_trigger_channel", "exposure_active_to_event")
+
+# The EVK4's sensor, as OpenEB's IMX636 plugin describes it (OpenEB 4.6.2 and 5.1.1 sources).
+EVENT_SENSOR = "IMX636"
+EVENT_SENSOR_SIZE = (1280, 720)
+#: Digital event mask slots: Gen41DigitalEventMask::NUM_MASK_REGISTERS_ (IMX636 devices use it).
+PIXEL_MASK_SLOTS = 64
+#: AntiFlickerFilter::get_min/max_supported_frequency, get_max_supported_{start,stop}_threshold.
+ANTIFLICKER_BAND_HZ = (50, 520)
+ANTIFLICKER_THRESHOLD_MAX = 7
+ANTIFLICKER_MODES = ("band_stop", "band_pass")
+#: I_ErcModule::set_cd_event_rate takes a uint32_t (events per second).
+ERC_RATE_MAX_EV_S = 2**32 - 1
+#: Event-camera settings rig.yaml may not give: filled in from the file a setting names.
+EVENT_DERIVED = ("biases_from_file",)
+#: Event-camera settings read here rather than by the generic type check.
+EVENT_SPECIAL = ("biases_file", "antiflicker", "hot_pixels", "hot_pixels_file")
 
 
 class RigConfigError(ValueError):
@@ -139,7 +159,10 @@ def _device(section: Any, kind: str, path: Path) -> DeviceSection:
         if value is not None and not isinstance(value, str | int):
             raise RigConfigError(f"{path}: {kind}.{key} must be a string")
         args[key] = None if value is None else str(value)
-    settings = _settings(SETTINGS_CLASSES[kind], section.get("settings") or {}, path, f"{kind}.settings")
+    if kind == "event_camera":
+        settings = _event_settings(section.get("settings") or {}, path)
+    else:
+        settings = _settings(SETTINGS_CLASSES[kind], section.get("settings") or {}, path, f"{kind}.settings")
     if hasattr(settings, "serial") and settings.serial is None:
         settings.serial = args.get("serial")
     return DeviceSection(backend, args, settings)
@@ -155,6 +178,138 @@ def _settings(cls: type, values: Any, path: Path, where: str) -> Any:
     for name, value in values.items():
         kwargs[name] = _coerce(value, getattr(defaults, name), fields[name].type, path, f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _event_settings(values: Any, path: Path) -> EventCameraSettings:
+    """The event camera's settings: the generic keys by type, then the bias file, the anti-flicker
+    filter and the hot pixels, each checked against the IMX636."""
+    where = "event_camera.settings"
+    if not isinstance(values, dict):
+        raise RigConfigError(f"{path}: {where} must be a mapping")
+    allowed = tuple(f.name for f in dataclasses.fields(EventCameraSettings) if f.name not in EVENT_DERIVED)
+    _no_unknown(values, allowed, path, f"{where}.")
+    generic = {k: v for k, v in values.items() if k not in EVENT_SPECIAL}
+    settings: EventCameraSettings = _settings(EventCameraSettings, generic, path, where)
+    ranges = SENSOR_BIAS_RANGES[EVENT_SENSOR]
+    for name, value in settings.biases.items():
+        try:
+            check_bias(name, value, ranges, EVENT_SENSOR, f"{path}: {where}.biases.{name}")
+        except BiasFileError as exc:
+            raise RigConfigError(str(exc)) from None
+    if values.get("biases_file") is not None:
+        file = _file(values["biases_file"], path, f"{where}.biases_file")
+        try:
+            settings.biases_from_file = load_bias_file(file, sensor=EVENT_SENSOR).values()
+        except BiasFileError as exc:
+            raise RigConfigError(f"{path}: {where}.biases_file: {exc}") from None
+        settings.biases_file = str(file)
+    settings.antiflicker = _antiflicker(values.get("antiflicker"), path, f"{where}.antiflicker")
+    if settings.erc_rate_ev_s is not None and not 0 < settings.erc_rate_ev_s <= ERC_RATE_MAX_EV_S:
+        raise RigConfigError(f"{path}: {where}.erc_rate_ev_s must be above 0 and at most {ERC_RATE_MAX_EV_S} "
+                             f"events/s, got {settings.erc_rate_ev_s:g}")
+    pixels = _pixel_list(values.get("hot_pixels"), path, f"{where}.hot_pixels")
+    if values.get("hot_pixels_file") is not None:
+        file = _file(values["hot_pixels_file"], path, f"{where}.hot_pixels_file")
+        try:
+            from_file = load_hot_pixels(file)
+        except RigConfigError as exc:
+            raise RigConfigError(f"{path}: {where}.hot_pixels_file: {exc}") from None
+        settings.hot_pixels_file = str(file)
+        pixels += [p for p in from_file if p not in pixels]
+    if len(pixels) > PIXEL_MASK_SLOTS:
+        raise RigConfigError(f"{path}: {where}.hot_pixels: {len(pixels)} pixels (with hot_pixels_file) but "
+                             f"the {EVENT_SENSOR}'s digital event mask has {PIXEL_MASK_SLOTS} slots")
+    settings.hot_pixels = pixels
+    return settings
+
+
+def _file(value: Any, path: Path, where: str) -> Path:
+    """A file named in rig.yaml, relative to the rig.yaml's folder."""
+    if not isinstance(value, str) or not value:
+        raise RigConfigError(f"{path}: {where} must be a file path")
+    file = Path(value).expanduser()
+    return file if file.is_absolute() else path.parent / file
+
+
+def _antiflicker(value: Any, path: Path, where: str) -> AntiFlickerSettings | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RigConfigError(f"{path}: {where} must be a mapping (enabled, low_hz, high_hz, mode, ...)")
+    fields = {f.name: f for f in dataclasses.fields(AntiFlickerSettings)}
+    _no_unknown(value, tuple(fields), path, f"{where}.")
+    defaults = AntiFlickerSettings()
+    kwargs: dict[str, Any] = {}
+    for name, v in value.items():
+        if name == "enabled":
+            if not isinstance(v, bool):
+                raise RigConfigError(f"{path}: {where}.enabled must be true or false")
+            kwargs[name] = v
+        elif name == "mode":
+            if v not in ANTIFLICKER_MODES:
+                raise RigConfigError(f"{path}: {where}.mode must be one of {', '.join(ANTIFLICKER_MODES)}, "
+                                     f"got {v!r}")
+            kwargs[name] = v
+        else:
+            kwargs[name] = _coerce(v, getattr(defaults, name), fields[name].type, path, f"{where}.{name}")
+    afk = AntiFlickerSettings(**kwargs)
+    lo, hi = ANTIFLICKER_BAND_HZ
+    if not lo <= afk.low_hz <= afk.high_hz <= hi:
+        raise RigConfigError(f"{path}: {where}: the band low_hz {afk.low_hz} .. high_hz {afk.high_hz} must "
+                             f"lie within the {EVENT_SENSOR}'s {lo}..{hi} Hz, low_hz <= high_hz")
+    if afk.duty_cycle_percent is not None and not 0 < afk.duty_cycle_percent <= 100:
+        raise RigConfigError(f"{path}: {where}.duty_cycle_percent must be above 0 and at most 100, got "
+                             f"{afk.duty_cycle_percent:g}")
+    for name in ("start_threshold", "stop_threshold"):
+        t = getattr(afk, name)
+        if t is not None and not 0 <= t <= ANTIFLICKER_THRESHOLD_MAX:
+            raise RigConfigError(f"{path}: {where}.{name} must be 0..{ANTIFLICKER_THRESHOLD_MAX}, got {t}")
+    return afk
+
+
+def _check_pixel(x: Any, y: Any, where: str) -> tuple[int, int]:
+    w, h = EVENT_SENSOR_SIZE
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (x, y)):
+        raise RigConfigError(f"{where}: a hot pixel is [x, y] (integers), got [{x!r}, {y!r}]")
+    if not (0 <= x < w and 0 <= y < h):
+        raise RigConfigError(f"{where}: hot pixel [{x}, {y}] outside the {EVENT_SENSOR}'s {w}x{h} pixels")
+    return x, y
+
+
+def _pixel_list(value: Any, path: Path, where: str) -> list[tuple[int, int]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        raise RigConfigError(f"{path}: {where} must list pixels as [x, y] pairs, e.g. [[12, 40], [700, 3]]")
+    pixels: list[tuple[int, int]] = []
+    for p in value:
+        pixel = _check_pixel(p[0], p[1], f"{path}: {where}")
+        if pixel not in pixels:
+            pixels.append(pixel)
+    return pixels
+
+
+def load_hot_pixels(file: str | os.PathLike[str]) -> list[tuple[int, int]]:
+    """A hot-pixel list: one `x y` (or `x, y`) a line; `#` or `%` starts a comment."""
+    file = Path(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RigConfigError(f"{file}: no such hot-pixel file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RigConfigError(f"{file}: cannot read: {exc}") from None
+    pixels: list[tuple[int, int]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].split("%", 1)[0].replace(",", " ").split()
+        if not line:
+            continue
+        if len(line) != 2 or not all(t.isdigit() for t in line):
+            raise RigConfigError(f"{file}:{number}: expected 'x y' (two non-negative integers), got "
+                                 f"{raw.strip()!r}")
+        pixel = _check_pixel(int(line[0]), int(line[1]), f"{file}:{number}")
+        if pixel not in pixels:
+            pixels.append(pixel)
+    return pixels
 
 
 def _coerce(value: Any, default: Any, annotation: Any, path: Path, where: str) -> Any:

@@ -468,10 +468,11 @@ class SessionReader:
         return np.array(rows, dtype=MCU_PULSE_DTYPE)
 
     def decode_events(self) -> tuple[np.ndarray, np.ndarray]:
-        """All events and trigger edges of `events.raw` (see rig.evt3.decode_file)."""
-        from rig.evt import decode_file
+        """All events and trigger edges of the session's event file (`rig.evt.files`: the format
+        its header states)."""
+        from rig.evt.files import read_events
 
-        return decode_file(self.events_path)
+        return read_events(self.events_path)
 
     def close(self) -> None:
         if self._frames_h5 is not None:

@@ -18,13 +18,15 @@ from fakes import fake_pyspin as fps
 from rig.cli import main
 
 
-@pytest.fixture
-def sdks(monkeypatch):
+@pytest.fixture(params=fhal.OPENEB_VERSIONS)
+def sdks(request, monkeypatch):
     monkeypatch.setitem(sys.modules, "PySpin", fps)
     monkeypatch.setitem(sys.modules, "metavision_hal", fhal)
     fps.reset(fps.CameraSpec(serial="22000001", width=32, height=16),
               fps.CameraSpec(serial="22000002", width=32, height=16))
-    fhal.reset(fhal.CameraSpec(serial="00050423"))
+    fhal.reset(fhal.CameraSpec(serial="00050423"), openeb_version=request.param)
+    yield
+    fhal.reset()
 
 
 def test_lists_cameras_of_each_backend(sdks):
@@ -34,6 +36,7 @@ def test_lists_cameras_of_each_backend(sdks):
     assert "serial=22000001" in res.output and "serial=22000002" in res.output
     assert "model=Blackfly S BFS-U3-32S4C" in res.output
     assert "event_camera/metavision: 1 found" in res.output and "serial=00050423" in res.output
+    assert "plugin=hal_plugin_imx636_evk4" in res.output  # CameraDescription.plugin_name, 4.6 and 5.x
     assert "aravis" not in res.output
     assert fps.world().instances == 0  # the Spinnaker system was released
 

@@ -91,7 +91,7 @@ def test_trigger_source_is_locked_while_trigger_mode_on(sdk):
     node = cams[0]._nodes["TriggerSource"]
     with pytest.raises(sdk.SpinnakerException) as err:  # the fake enforces what the camera does
         node.SetIntValue(node.GetEntryByName("Line0").GetValue())
-    assert err.value.errorcode == sdk.GENICAM_ERR_ACCESS_DENIED
+    assert err.value.errorcode == sdk.SPINNAKER_ERR_GENICAM_ACCESS == -2006
     cam.configure(FrameCameraSettings(trigger_source="Line0"))  # the backend turns TriggerMode Off first
     assert cams[0]._enum("TriggerSource") == "Line0" and cams[0]._enum("TriggerMode") == "On"
     with pytest.raises(DeviceError, match="no entry 'Line7'.*Line3"):
@@ -169,6 +169,8 @@ def test_incomplete_images_are_flagged_counted_and_released(sdk):
     fake.pulse("Line3", 2)
     frames = [cam.grab(0.5) for _ in range(3)]
     assert [f.incomplete for f in frames] == [False, True, False]
+    statuses = [img.GetImageStatus() for img in fake.delivered]
+    assert statuses == [0, sdk.SPINNAKER_IMAGE_STATUS_DATA_INCOMPLETE, 0] and statuses[1] == 9
     assert [f.frame_id for f in frames] == [0, 1, 2]  # from the image when the chunk is missing
     assert cam.counts["incomplete"] == 1 and cam.counts["chunk_missing"] == 1
     assert fake.outstanding == 0
@@ -265,3 +267,22 @@ def test_pipeline_records_fake_camera_frames(sdk, tmp_path):
         assert list(f["frame_id"][:]) == list(range(20))
         assert list(np.nonzero(f["incomplete"][:])[0]) == [7]
         assert np.array_equal(f["frames"][5], np.roll(fps.FakeCamera._pattern(H, W), 5, axis=1))
+
+
+def test_the_fake_has_spinnaker_4_names_and_values(sdk):
+    """PySpin exposes Spinnaker's enums by their C++ names (SpinnakerDefs.h of Spinnaker 4.0)."""
+    assert (sdk.SPINNAKER_ERR_TIMEOUT, sdk.SPINNAKER_ERR_NOT_AVAILABLE, sdk.SPINNAKER_ERR_RESOURCE_IN_USE,
+            sdk.SPINNAKER_ERR_NOT_INITIALIZED) == (-1011, -1014, -1004, -1002)
+    genicam = (sdk.SPINNAKER_ERR_GENICAM_INVALID_ARGUMENT, sdk.SPINNAKER_ERR_GENICAM_OUT_OF_RANGE,
+               sdk.SPINNAKER_ERR_GENICAM_LOGICAL, sdk.SPINNAKER_ERR_GENICAM_ACCESS)
+    assert genicam == (-2001, -2002, -2005, -2006)
+    assert (sdk.SPINNAKER_IMAGE_STATUS_MISSING_PACKETS, sdk.SPINNAKER_IMAGE_STATUS_DATA_INCOMPLETE,
+            sdk.SPINNAKER_IMAGE_STATUS_NO_SYSTEM_RESOURCES) == (3, 9, 12)
+    for gone in ("GENICAM_ERR_ACCESS_DENIED", "GENICAM_ERR_ACCESS", "IMAGE_DATA_INCOMPLETE"):
+        assert not hasattr(sdk, gone)  # never in PySpin 4 (the last two are Spinnaker 1.x/2.x names)
+    cams, cam = _cam(sdk)
+    cam.open()
+    with pytest.raises(sdk.SpinnakerException) as err:
+        sdk.CFloatPtr(cams[0]._nodes["PixelFormat"]).GetValue()  # an enumeration is no float
+    assert err.value.errorcode == sdk.SPINNAKER_ERR_GENICAM_LOGICAL
+    cam.close()

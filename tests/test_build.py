@@ -27,6 +27,7 @@ from dataset.builder import BuildOptions, build, event_windows
 from dataset.cli import main
 from dataset.demo import ground_truth_calibration
 from dataset.rpea_check import check_root
+from dataset.rpea_format import grid_positions
 from rig.devices import Frame
 from rig.evt3 import EVENT_DTYPE, TRIGGER_DTYPE, EVT3Writer
 from rig.session import FramesWriter, TriggersCsvWriter, write_json_atomic
@@ -167,9 +168,9 @@ def test_events_land_on_true_positions(built) -> None:
     truth = built["truth"]
     calib = load_calibration(built["calib"])
     with h5py.File(built["out"] / "train" / "day_a.h5", "r") as f:
-        off = int(f["events/t_offset"][()])
+        off = int(f["t_offset"][()])
         t = f["events/t"][()].astype(np.int64) + off
-        x, y = f["events/x"][()], f["events/y"][()]
+        x, y = grid_positions(f["rectify_map"][()], f["events/x"][()], f["events/y"][()])
         h, w = f["images"].shape[1:3]
     assert (w, h) == tuple(calib.output_size)
     j = np.searchsorted(truth["t"], t)
@@ -181,11 +182,12 @@ def test_events_land_on_true_positions(built) -> None:
 
 
 def test_dsec_style_read(built) -> None:
-    """h5py + hdf5plugin and ms_to_idx slicing, as a DSEC reader does, give the pair's events."""
+    """h5py + hdf5plugin and ms_to_idx slicing, as DSEC's EventSlicer does (root `ms_to_idx` and
+    `t_offset`), give the pair's events."""
     with h5py.File(built["out"] / "train" / "day_a.h5", "r") as f:
         ev = f["events"]
-        off = int(ev["t_offset"][()])
-        ms = ev["ms_to_idx"][()]
+        off = int(f["t_offset"][()])
+        ms = np.asarray(f["ms_to_idx"], dtype="int64")
         i = 5
         t0, t1 = int(f["pairs/event_t0_us"][i]), int(f["pairs/event_t1_us"][i])
         a = int(ms[(t0 - off) // 1000])
@@ -276,7 +278,7 @@ def test_serial_and_parallel_builds_agree(built, tmp_path) -> None:
     build("train", built["sessions"], opts, log=lambda s: None)
     with h5py.File(out / "train" / "day_a.h5", "r") as a, \
             h5py.File(built["out"] / "train" / "day_a.h5", "r") as b:
-        for name in ("images", "labels", "events/x", "events/t", "events/ms_to_idx",
+        for name in ("images", "labels", "events/x", "events/t", "ms_to_idx", "rectify_map",
                      "pairs/event_idx0", "pairs/overexposed_frac", "pairs/has_label"):
             assert np.array_equal(a[name][()], b[name][()]), name
         assert json.loads(b["build/report"][()])["image_workers"] == 2

@@ -26,6 +26,7 @@ from calibration.io import load_calibration  # noqa: E402
 from dataset.cli import main  # noqa: E402
 from dataset.demo import ground_truth_calibration  # noqa: E402
 from dataset.rpea_check import check_root  # noqa: E402
+from dataset.rpea_format import grid_positions  # noqa: E402
 from rig import recorder  # noqa: E402
 from rig.evt3 import decode_file  # noqa: E402
 from rig.session import SessionReader  # noqa: E402
@@ -126,6 +127,9 @@ def test_sim_events_within_one_pixel_of_truth(sim_built) -> None:
     errs = []
     with h5py.File(path, "r") as f:
         assert f["events/x"].shape[0] == raw.size
+        assert np.array_equal(f["events/x"][()], raw["x"])  # sensor pixels, DSEC's meaning
+        assert np.array_equal(f["events/y"][()], raw["y"])
+        rmap = f["rectify_map"][()]
         pulses = f["pairs/pulse_index"][()]
         for i in range(0, len(pulses), 3):
             a, b = int(f["pairs/event_idx0"][i]), int(f["pairs/event_idx1"][i])
@@ -134,7 +138,7 @@ def test_sim_events_within_one_pixel_of_truth(sim_built) -> None:
             ok = np.isfinite(d) & (d > 0.5) & (d < 1e4)
             px = np.stack([src["x"][ok], src["y"][ok]], axis=1).astype(np.float64)
             true_al = frame_to_aligned(calib, geometry.event_to_frame_pixels(px, d[ok]))
-            x, y = f["events/x"][a:b][ok], f["events/y"][a:b][ok]
+            x, y = grid_positions(rmap, f["events/x"][a:b][ok], f["events/y"][a:b][ok])
             errs.append(np.hypot(x - true_al[:, 0], y - true_al[:, 1]))
     err = np.concatenate(errs)
     assert err.size > 1000

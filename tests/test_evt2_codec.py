@@ -129,3 +129,22 @@ def test_evt2_trigger_output_grows_when_the_sample_has_none(tmp_path):
         np.testing.assert_array_equal(got, ev)
         np.testing.assert_array_equal(gtr, tr)
         assert stats.anomalies == {} and stats.word_counts == evt2_word_histogram(path)
+
+
+def test_evt2_words_without_header_need_format_and_geometry(tmp_path):
+    """No header: refused (never read as EVT3), and read as EVT2 once format and geometry are
+    stated."""
+    import pytest
+
+    from rig.evt.errors import EventFileError
+
+    ev, tr = sample(300, seed=4)
+    data = evt2.encode(ev, tr, W, H)
+    path = tmp_path / "bare.raw"
+    path.write_bytes(data[len(evt2.make_header(W, H)) :])
+    with pytest.raises(EventFileError, match="header names no event format"):
+        decode_file_with_stats(path, width=W, height=H)
+    got, gtr, stats = decode_file_with_stats(path, evt_format="evt2", width=W, height=H)
+    assert (stats.format, stats.format_source, stats.geometry_source) == ("EVT2", "argument", "argument")
+    np.testing.assert_array_equal(got, ev)
+    np.testing.assert_array_equal(gtr, tr)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rig.evt.errors import EventFileError
 from rig.evt3 import (
     EVENT_DTYPE,
     TRIGGER_DTYPE,
@@ -17,6 +18,7 @@ from rig.evt3 import (
     encode,
     iter_chunks,
     make_header,
+    read_header,
 )
 
 W, H = 1280, 720
@@ -36,7 +38,7 @@ def word_histogram(path) -> dict[str, int]:
     """Counts per EVT3 word type of the whole words of `path`: what the statistics must say."""
     from rig.evt.common import EVT3_WORD_NAMES
 
-    data = path.read_bytes()[RawReader(path).header.size_bytes :]
+    data = path.read_bytes()[read_header(path).size_bytes :]
     words = np.frombuffer(data[: len(data) // 2 * 2], "<u2")
     hist = np.bincount(words >> 12, minlength=16)
     return {n: int(c) for n, c in zip(EVT3_WORD_NAMES, hist, strict=True) if c}
@@ -115,27 +117,91 @@ def test_geometry_wider_than_the_x_field_keeps_exactly_the_events(tmp_path, shar
     np.testing.assert_array_equal(tr, ref_tr)
 
 
-def test_missing_header_uses_fallback_geometry(tmp_path):
+def test_headerless_file_is_refused_unless_format_and_geometry_are_given(tmp_path):
+    """No header: nothing says the words are EVT3 or how large the sensor is, so the file is
+    refused until the caller states both (the CLI's --format and --width/--height)."""
     ev = np.zeros(3, EVENT_DTYPE)
     ev["t"], ev["x"], ev["y"], ev["p"] = [1, 2, 3], [10, 700, 20], [5, 6, 600], [1, 0, 1]
     data = encode(ev, None, W, H)
     body = data[len(make_header(W, H)) :]
     path = tmp_path / "nohdr.raw"
     path.write_bytes(body)
-    got, _, st_ = decode_file_with_stats(path, width=640, height=480)
+    with pytest.raises(EventFileError, match=r"nohdr\.raw: the header names no event format.*--format evt3"):
+        decode_file(path)
+    with pytest.raises(EventFileError, match="--width and --height"):
+        decode_file(path)  # the message asks for the geometry too
+    with pytest.raises(EventFileError, match="names no event format"):
+        decode_file(path, width=640, height=480)  # the geometry alone is not enough
+    with pytest.raises(EventFileError, match="no sensor geometry in the header; give --width and --height"):
+        decode_file(path, evt_format="evt3")  # nor is the format alone
+    got, _, st_ = decode_file_with_stats(path, width=640, height=480, evt_format="evt3")
+    assert (st_.format, st_.format_source) == ("EVT3", "argument")
     assert st_.geometry_source == "argument" and (st_.width, st_.height) == (640, 480)
     assert list(got["x"]) == [10] and st_.anomalies == {"out_of_geometry": 2}
-    got, _, st_ = decode_file_with_stats(path)  # no geometry anywhere: nothing filtered
-    assert st_.geometry_source == "format maximum" and len(got) == 3
+    ev2, _, cst = concat_chunks(path, 4, width=640, height=480, evt_format="EVT 3.0")
+    np.testing.assert_array_equal(ev2, got)
+    assert cst.anomalies == st_.anomalies
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("notes.raw", b"just some text\nthat is not an event file\n" * 20),
+        ("empty.raw", b""),
+        ("h5.raw", b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 8),
+        ("dat.raw", b"% Data file containing CD events.\n% Version 2\n% Date 2020-01-01 00:00:00\n"
+                    b"% Height 480\n% Width 640\n\x0c\x08" + bytes(range(256)) * 8),
+        ("comment.raw", b"% some tool wrote this\n% end\n" + bytes(64)),
+    ],
+)  # fmt: skip
+def test_files_that_are_not_raw_recordings_are_refused(tmp_path, name, data):
+    """What used to "decode" as EVT3 at a 2048x2048 format maximum, exit code 0: a text file, an
+    empty file, an HDF5 file or a Prophesee .dat given as .raw. Now: an error naming the file."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(EventFileError, match=rf"{name}: the header names no event format"):
+        decode_file(path)
+    with pytest.raises(EventFileError, match="names no event format"):
+        list(iter_chunks(path))
+    with pytest.raises(EventFileError):
+        RawReader(path, width=640, height=480)
+
+
+def test_geometry_comes_from_header_then_arguments_then_plugin_name(tmp_path):
+    body = encode(np.zeros(1, EVENT_DTYPE), None, W, H)[len(make_header(W, H)) :]
+    path = tmp_path / "geo.raw"
+    path.write_bytes(b"% evt 3.0\n% end\n" + body)
+    with pytest.raises(EventFileError, match=r"geo\.raw: no sensor geometry in the header; give --width"):
+        decode_file(path)
+    assert RawReader(path, width=320, height=240).stats.geometry_source == "argument"
+    path.write_bytes(b"% evt 3.0\n% plugin_name hal_plugin_gen31_fx3\n% end\n" + body)
+    r = RawReader(path)
+    assert (r.width, r.height, r.stats.geometry_source) == (640, 480, "plugin_name")
+    assert RawReader(path, width=320, height=240).stats.geometry_source == "argument"
+    path.write_bytes(b"% evt 3.0\n% geometry 100x50\n% plugin_name hal_plugin_gen31_fx3\n% end\n" + body)
+    r = RawReader(path, width=320, height=240)
+    assert (r.width, r.height, r.stats.geometry_source) == (100, 50, "header")
+
+
+def test_stated_format_must_agree_with_the_header(tmp_path):
+    path = tmp_path / "a.raw"
+    path.write_bytes(encode(np.zeros(1, EVENT_DTYPE), None, W, H))
+    assert RawReader(path, evt_format="evt3").stats.format_source == "header"
+    with pytest.raises(EventFileError, match="header names format EVT3 but EVT2 was stated"):
+        decode_file(path, evt_format="evt2")
+    with pytest.raises(EventFileError, match="unknown event format 'evt9'"):
+        decode_file(path, evt_format="evt9")
 
 
 def test_missing_file_and_unsupported_format(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.raw"):
         decode_file(tmp_path / "nope.raw")
-    path = tmp_path / "e21.raw"
-    path.write_bytes(b"% evt 2.1\n% end\n" + bytes(16))
-    with pytest.raises(ValueError, match="EVT21"):
+    path = tmp_path / "histo.raw"
+    path.write_bytes(b"% format HISTO3D;height=720;width=1280\n% end\n" + bytes(16))
+    with pytest.raises(EventFileError, match="HISTO3D"):
         decode_file(path)
+    with pytest.raises(EventFileError, match="HISTO3D"):
+        decode_file(path, evt_format="evt3")  # the header's word is not overridden
 
 
 @FUZZ
@@ -144,11 +210,11 @@ def test_missing_file_and_unsupported_format(tmp_path):
 def test_fuzz_random_bytes(tmp_path, body, head):
     path = tmp_path / "rand.raw"
     path.write_bytes(head + body)
-    ev, tr, st_ = decode_file_with_stats(path, width=64, height=32)
+    ev, tr, st_ = decode_file_with_stats(path, width=64, height=32, evt_format="evt3")
     check_valid_output(ev, tr, st_.width, st_.height)
     # the address words are counted by difference in the kernel: garbage must not skew that
     assert st_.word_counts == word_histogram(path)
-    ev2, tr2, st2 = concat_chunks(path, 6, width=64, height=32)
+    ev2, tr2, st2 = concat_chunks(path, 6, width=64, height=32, evt_format="evt3")
     np.testing.assert_array_equal(ev2, ev)
     np.testing.assert_array_equal(tr2, tr)
     assert (st2.word_counts, st2.anomalies, st2.anomaly_samples) == (

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from fakes import fake_metavision_hal as fhal
 from fakes import fake_pyspin as fps
 
+from rig.devices import AntiFlickerSettings, DeviceError, EventCameraSettings
+from rig.evt3 import decode_file
 from rig.rigconfig import RigConfigError, load_rig_config, parse_rig_config
+from rig.session import SessionSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "rig.example.yaml"
 
@@ -129,3 +134,144 @@ def test_unknown_backend_is_reported(tmp_path, example):
     example["frame_camera"]["backend"] = "vimba"
     with pytest.raises(RigConfigError, match="frame_camera.backend 'vimba' is not a known backend.*aravis"):
         load_rig_config(_write(tmp_path, example))
+
+
+# ---- event camera: bias file, anti-flicker, hot pixels, ERC ---------------------------------------
+def _event_yaml(tmp_path, example, **settings):
+    example["event_camera"]["settings"].update(settings)
+    return _write(tmp_path, example)
+
+
+def test_bias_file_relative_to_the_rig_yaml_explicit_biases_win(tmp_path, example):
+    (tmp_path / "biases").mkdir()
+    (tmp_path / "biases" / "evk4.bias").write_text("% date 2024-05-01\n% end\n20   % bias_diff_on\n"
+                                                   "10   % bias_hpf\n-5   % bias_fo\n")
+    cfg = load_rig_config(_event_yaml(tmp_path, example, biases_file="biases/evk4.bias",
+                                      biases={"bias_hpf": 40}))
+    ev = cfg.event_settings
+    assert ev.biases_file == str(tmp_path / "biases" / "evk4.bias")
+    assert ev.biases_from_file == {"bias_diff_on": 20, "bias_hpf": 10, "bias_fo": -5}
+    assert ev.effective_biases() == {"bias_diff_on": 20, "bias_hpf": 40, "bias_fo": -5}
+    recorded = cfg.to_dict()["event_camera"]["settings"]
+    assert recorded["biases"] == {"bias_hpf": 40} and recorded["biases_from_file"]["bias_hpf"] == 10
+
+
+def test_bias_file_errors_name_rig_yaml_bias_file_and_line(tmp_path, example):
+    bias = tmp_path / "evk4.bias"
+    bias.write_text("0 % bias_diff\n0 % bias_pr\n")
+    file = _event_yaml(tmp_path, example, biases_file="evk4.bias")
+    with pytest.raises(RigConfigError) as err:
+        load_rig_config(file)
+    assert str(err.value).startswith(f"{file}: event_camera.settings.biases_file: {bias}:2: unknown bias "
+                                     "'bias_pr' for the IMX636")
+    bias.write_text("0 % bias_diff\n300 % bias_refr\n")
+    with pytest.raises(RigConfigError, match=r"evk4.bias:2: bias_refr = 300 is outside the IMX636's allowed "
+                                             r"range \[-20, 235\]"):
+        load_rig_config(file)
+    with pytest.raises(RigConfigError, match="biases_file: .*nope.bias: no such bias file"):
+        load_rig_config(_event_yaml(tmp_path, example, biases_file="nope.bias"))
+    with pytest.raises(RigConfigError, match="unknown key event_camera.settings.biases_from_file"):
+        load_rig_config(_event_yaml(tmp_path, example, biases_file=None, biases_from_file={"bias_fo": 1}))
+
+
+@pytest.mark.parametrize(("biases", "match"), [
+    ({"bias_pr": 3}, r"event_camera.settings.biases.bias_pr: unknown bias 'bias_pr' for the IMX636"),
+    ({"bias_diff": 30}, r"event_camera.settings.biases.bias_diff: bias_diff = 30 is outside the IMX636's "
+                        r"allowed range \[-25, 23\]"),
+])
+def test_explicit_biases_are_checked_against_the_imx636(tmp_path, example, biases, match):
+    with pytest.raises(RigConfigError, match=match):
+        load_rig_config(_event_yaml(tmp_path, example, biases=biases))
+
+
+def test_antiflicker_hot_pixels_and_erc(tmp_path, example):
+    (tmp_path / "hot.txt").write_text("# from a dark recording\n12 40\n700, 3  # flickers\n12 40\n\n1 1\n")
+    cfg = load_rig_config(_event_yaml(tmp_path, example, erc_rate_ev_s=20_000_000,
+                                      antiflicker={"low_hz": 90, "high_hz": 130, "mode": "band_pass",
+                                                   "stop_threshold": 2},
+                                      hot_pixels=[[1, 1], [5, 6]], hot_pixels_file="hot.txt"))
+    ev = cfg.event_settings
+    assert ev.antiflicker == AntiFlickerSettings(enabled=True, low_hz=90, high_hz=130, mode="band_pass",
+                                                 stop_threshold=2)
+    assert ev.hot_pixels == [(1, 1), (5, 6), (12, 40), (700, 3)]  # the list, then the file's new ones
+    assert ev.hot_pixels_file == str(tmp_path / "hot.txt") and ev.erc_rate_ev_s == 20e6
+    recorded = cfg.to_dict()["event_camera"]["settings"]
+    assert recorded["antiflicker"]["mode"] == "band_pass" and recorded["hot_pixels"][2] == (12, 40)
+    assert load_rig_config(EXAMPLE).event_settings.antiflicker is None  # off unless asked for
+
+
+@pytest.mark.parametrize(("settings", "match"), [
+    ({"antiflicker": {"low_hz": 40}}, r"antiflicker: the band low_hz 40 .. high_hz 520 must lie within the "
+                                      r"IMX636's 50..520 Hz"),
+    ({"antiflicker": {"low_hz": 200, "high_hz": 100}}, "low_hz <= high_hz"),
+    ({"antiflicker": {"mode": "notch"}}, "antiflicker.mode must be one of band_stop, band_pass"),
+    ({"antiflicker": {"start_threshold": 8}}, r"antiflicker.start_threshold must be 0..7, got 8"),
+    ({"antiflicker": {"duty_cycle_percent": 0}}, "antiflicker.duty_cycle_percent must be above 0"),
+    ({"antiflicker": {"enabled": "yes"}}, "antiflicker.enabled must be true or false"),
+    ({"antiflicker": {"band": [50, 60]}}, "unknown key event_camera.settings.antiflicker.band"),
+    ({"antiflicker": [50, 60]}, "antiflicker must be a mapping"),
+    ({"hot_pixels": [[1280, 0]]}, r"hot pixel \[1280, 0\] outside the IMX636's 1280x720 pixels"),
+    ({"hot_pixels": [[1, 2, 3]]}, r"hot_pixels must list pixels as \[x, y\] pairs"),
+    ({"hot_pixels": [[i, 0] for i in range(65)]}, "65 pixels .* digital event mask has 64 slots"),
+    ({"erc_rate_ev_s": 0}, "erc_rate_ev_s must be above 0"),
+    ({"erc_rate_ev_s": 5e9}, "erc_rate_ev_s must be above 0 and at most 4294967295"),
+])
+def test_bad_event_camera_filters_name_the_key(tmp_path, example, settings, match):
+    file = _event_yaml(tmp_path, example, **settings)
+    with pytest.raises(RigConfigError, match=match) as err:
+        load_rig_config(file)
+    assert str(err.value).startswith(f"{file}: ") and "event_camera.settings." in str(err.value)
+
+
+def test_hot_pixel_file_errors_name_the_line(tmp_path, example):
+    (tmp_path / "hot.txt").write_text("12 40\n3 x\n")
+    file = _event_yaml(tmp_path, example, hot_pixels_file="hot.txt")
+    with pytest.raises(RigConfigError, match=r"hot_pixels_file: .*hot.txt:2: expected 'x y'"):
+        load_rig_config(file)
+    (tmp_path / "hot.txt").write_text("12 40\n3 900\n")
+    with pytest.raises(RigConfigError, match=r"hot.txt:2: hot pixel \[3, 900\] outside"):
+        load_rig_config(file)
+
+
+def test_the_manifest_keeps_the_new_settings_through_json(tmp_path, example):
+    """session.json stores the settings dataclass; reading it back gives the same settings."""
+    (tmp_path / "evk4.bias").write_text("20 % bias_diff_on\n")
+    ev = load_rig_config(_event_yaml(tmp_path, example, biases_file="evk4.bias", hot_pixels=[[3, 4]],
+                                     antiflicker={"high_hz": 130})).event_settings
+    stored = json.loads(json.dumps(SessionSettings(event_camera=ev).to_dict()))
+    assert stored["event_camera"]["hot_pixels"] == [[3, 4]]
+    assert stored["event_camera"]["antiflicker"]["high_hz"] == 130
+    back = SessionSettings.from_dict(stored, "session.json").event_camera
+    assert back == ev and isinstance(back.antiflicker, AntiFlickerSettings)
+
+
+def test_the_simulated_camera_masks_hot_pixels_and_caps_the_rate(tmp_path):
+    from rig.evt3 import EVENT_DTYPE, empty_triggers
+    from rig.sim.world import SimConfig, SimRig
+
+    rig = SimRig(SimConfig(scenario="plane", scale=0.125))
+    try:
+        cam = rig.event_camera
+        cam.open()
+        with pytest.raises(DeviceError, match=r"hot pixel \(500, 1\) outside"):
+            cam.configure(EventCameraSettings(hot_pixels=[(500, 1)]))
+        afk = AntiFlickerSettings(low_hz=90, high_hz=130)
+        cam.configure(EventCameraSettings(hot_pixels=[(3, 4)], erc_rate_ev_s=100_000, antiflicker=afk))
+        assert cam.settings.antiflicker == afk  # accepted and recorded, not simulated
+        ev = np.zeros(1000, EVENT_DTYPE)  # 1000 events in 0..1 ms (5 ERC windows of 200 us), one
+        ev["t"] = np.arange(1000)        # in ten from the hot pixel
+        ev["x"], ev["y"] = np.arange(1000) % 50 + 10, 7
+        ev["x"][::10], ev["y"][::10] = 3, 4
+        cam.start_recording(tmp_path / "events.raw")
+        cam._emit_events(ev[:500], empty_triggers(), 0.0)  # a batch boundary inside a window
+        cam._emit_events(ev[500:], empty_triggers(), 0.001)
+        cam.stop_recording()
+        events, _ = decode_file(tmp_path / "events.raw")
+        assert not ((events["x"] == 3) & (events["y"] == 4)).any()
+        per_window = np.bincount(events["t"] // 200)
+        assert per_window.tolist() == [20] * 5  # 100 kev/s x 200 us each
+        assert np.diff(events["t"][:20]).min() >= 5  # spread over the window, not its first 20 events
+        assert cam.info().extra["filtered"] == {"hot_pixels": 100, "erc": 800}
+        assert cam.rates().events_total == 100
+    finally:
+        rig.close()

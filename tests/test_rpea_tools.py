@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from dataset.cli import main
 from dataset.labels import LabelError, lookup_table
 from dataset.rpea_check import check_root
-from dataset.rpea_format import SequenceWriter, update_index
+from dataset.rpea_format import SequenceWriter, identity_rectify_map, update_index
 from dataset.splits import SessionKey, SplitError, assign_splits, load_splits_file
 
 # --- a small synthetic dataset: rectangles, events on their edges (shift_px misaligns them)
@@ -78,6 +78,7 @@ def write_sequence(path: Path, n_pairs: int = 6, seed: int = 0, shift_px: int = 
             "underexposed_frac": np.zeros(n_pairs, np.float32),
             "is_night": np.zeros(n_pairs, np.uint8)})
         wr.write_calib("%YAML:1.0\n---\nmodel: homography\n")
+        wr.write_rectify_map(identity_rectify_map(H, W))
         sha = wr.commit({"sequence": path.stem, "scene": "urban", "time_of_day": "day",
                          "split": split, "source_session": path.stem})
     entry = {"name": path.stem, "file": path.name, "num_pairs": n_pairs,
@@ -129,7 +130,7 @@ def test_check_catches_bad_event_slice_and_ms_to_idx(dataset: Path) -> None:
     path = dataset / "train" / "seq_a.h5"
     with h5py.File(path, "r+") as f:
         f["pairs/event_idx1"][2] += 5
-        f["events/ms_to_idx"][3] += 1
+        f["ms_to_idx"][3] += 1
     errs = errors(dataset, alignment=False, checksums=False)
     assert any("event slice" in e for e in errs)
     assert any("ms_to_idx" in e for e in errs)
@@ -166,7 +167,7 @@ def test_writer_is_atomic(tmp_path: Path) -> None:
 def test_ms_to_idx_is_dsec_convention(dataset: Path) -> None:
     with h5py.File(dataset / "train" / "seq_a.h5", "r") as f:
         t = f["events/t"][()].astype(np.int64)
-        ms = f["events/ms_to_idx"][()]
+        ms = f["ms_to_idx"][()]
     for m in (0, 1, 17, 100, len(ms) - 1):
         assert ms[m] == np.searchsorted(t, 1000 * m, side="left")
 

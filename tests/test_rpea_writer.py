@@ -20,6 +20,7 @@ from dataset.rpea_format import (
     BLOSC_FILTER_ID,
     EVENT_CHUNK,
     SequenceWriter,
+    identity_rectify_map,
     read_index,
     replace_masks,
     set_index_checksums,
@@ -56,6 +57,7 @@ def _write_sequence(path: Path, seed: int = 0) -> str:
             "has_label": np.ones(N, np.uint8), "overexposed_frac": np.zeros(N, np.float32),
             "underexposed_frac": np.zeros(N, np.float32), "is_night": np.zeros(N, np.uint8)})
         wr.write_calib("%YAML:1.0\n# test\n")
+        wr.write_rectify_map(identity_rectify_map(H, W))
         sha = wr.commit({"sequence": path.stem, "scene": "test", "time_of_day": "day",
                          "split": path.parent.name, "source_session": path.stem})
     update_index(path.parent, {"name": path.stem, "file": path.name, "num_pairs": N,
@@ -104,7 +106,7 @@ def test_synthetic_file_passes_check_and_reads(tmp_path: Path) -> None:
         assert (seq.num_pairs, seq.height, seq.width) == (3, H, W) and seq.has_masks
         assert seq.t_offset_us == 0 and seq.events(1).t0_us == PERIOD_US
         with h5py.File(path, "r") as f:  # the writer's layout: Blosc everywhere, RPEA chunks
-            for name in ("images", "labels", "masks", "events/t", "events/ms_to_idx"):
+            for name in ("images", "labels", "masks", "events/t", "ms_to_idx"):
                 assert str(BLOSC_FILTER_ID) in f[name]._filters, name
             assert f["events/t"].chunks == (EVENT_CHUNK,)
 
@@ -241,7 +243,7 @@ def test_empty_files(tmp_path: Path) -> None:
     with SequenceWriter(tmp_path / "s.h5", H, W) as sw:
         sw.finish_events()
         assert list(sw.event_index(np.array([-5, 0, 10**9]))) == [0, 0, 0]
-        assert list(sw.h5["events/ms_to_idx"][()]) == [0]
+        assert list(sw.h5["ms_to_idx"][()]) == [0]
 
 
 # --- (d) out-of-order events: clamped and counted for RPEA, rejected by `rpea events convert` ---
@@ -257,7 +259,7 @@ def test_rpea_mode_sorts_within_and_clamps_across_chunks(tmp_path: Path) -> None
         sw.finish_events()
         t = sw.h5["events/t"][()]
         x = sw.h5["events/x"][()]
-        ms = sw.h5["events/ms_to_idx"][()]
+        ms = sw.h5["ms_to_idx"][()]
         sw.abort()
     assert list(t) == [0, 1000, 2000, 2000, 2000, 3000]  # relative to the first event (1000 us)
     assert list(x) == [1, 3, 2, 4, 5, 6]
@@ -285,6 +287,6 @@ def test_dsec_file_has_no_end_entry_and_convert_chunking(tmp_path: Path) -> None
     with DsecWriter(tmp_path / "d.h5", attrs={"width": 4}) as w:
         w.append(ev)
     with h5py.File(tmp_path / "d.h5", "r") as f:
-        assert list(f["events/ms_to_idx"][()]) == [0, 2, 4]
+        assert list(f["ms_to_idx"][()]) == [0, 2, 4]
         assert f["events/t"].chunks == (1 << 18,) and f.attrs["width"] == 4
-        assert int(f["events/t_offset"][()]) == 10
+        assert int(f["t_offset"][()]) == 10

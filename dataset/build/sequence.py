@@ -1,8 +1,9 @@
 """One sequence file from one session, in one pass over the event stream and one over the frames:
 
-1. decode `events.raw` chunk by chunk; each chunk's events are mapped to the aligned grid,
-   cropped to the valid ROI and appended to the sequence file (bounded memory); trigger edges are
-   collected on the way;
+1. decode `events.raw` chunk by chunk; the events whose pixel lands on the aligned grid are
+   appended to the sequence file as sensor pixels (bounded memory), and the calibration's
+   per-pixel grid position goes beside them as DSEC's `rectify_map`; trigger edges are collected
+   on the way;
 2. pair frames with rising edges through the MCU pulse reports (`rig.sync.pair_session`:
    explicit, every dropped item reported, never a shifted pairing);
 3. per pair: the exposure window on the event clock (rising edge + exposure time, or the falling
@@ -31,14 +32,15 @@ from dataset.alignment import Alignment
 from dataset.build.images import ImageJob, has_masks, make_pair_images
 from dataset.build.options import BuildError, BuildOptions, SessionPlan
 from dataset.rpea_format import SequenceWriter, sha256_file
-from rig.evt import TRIGGER_DTYPE, iter_chunks
+from rig.evt import TRIGGER_DTYPE
+from rig.evt.files import open_events
 from rig.session import BUILDABLE_STATUSES, SessionReader
 from rig.sync import SyncResult, pair_session
 
 
 def _triggers_only(events_path: Path, chunk_bytes: int) -> np.ndarray:
     """Pass 1 of the parallel build: the trigger edges (decoding is cheap; events are dropped)."""
-    parts = [tr for _, tr in iter_chunks(events_path, chunk_bytes=chunk_bytes) if tr.size]
+    parts = [tr for _, tr in open_events(events_path, chunk_bytes=chunk_bytes) if tr.size]
     return np.concatenate(parts) if parts else np.zeros(0, TRIGGER_DTYPE)
 
 
@@ -81,14 +83,15 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
             n_raw = 0
             total = max(1, reader.events_path.stat().st_size)
             done = 0
-            for events, triggers in iter_chunks(reader.events_path,
+            for events, triggers in open_events(reader.events_path,
                                                 chunk_bytes=opts.decode_chunk_bytes):
                 if triggers.size:
                     trig_chunks.append(triggers)
                 if events.size:
                     n_raw += events.size
-                    xa, ya, keep = align.map_events(events["x"], events["y"])
-                    writer.append_events(xa, ya, events["t"][keep], events["p"][keep])
+                    keep = align.events_on_grid(events["x"], events["y"])
+                    writer.append_events(events["x"][keep], events["y"][keep], events["t"][keep],
+                                         events["p"][keep])
                 done = min(total, done + opts.decode_chunk_bytes)
                 if progress:
                     progress("events", done, total)
@@ -136,6 +139,7 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
                 "pulse_index": sync.pulse_index, "frame_index": sync.frame_index,
             })
             writer.write_calib(align.yaml_text)
+            writer.write_rectify_map(align.rectify_map())
             report = {
                 "sync": sync.to_dict(), "label_source": result["label_source"],
                 "labels_missing": result["labels_missing"], "events_decoded": int(n_raw),

@@ -5,6 +5,11 @@ driver's buffers along (`poll_buffer` / `get_latest_raw_data`) and hands them to
 whose C++ callbacks give per-buffer event counts and the EXT_TRIGGER edges. No event byte is
 parsed or copied by Python. `metavision_hal` is imported when the backend is created, so the
 toolkit runs without OpenEB and a missing SDK is one `BackendUnavailable` line.
+
+Written against OpenEB 4.6 and 5.x (their `hal/python/bindings` differ where this module cares in
+one place: `get_latest_raw_data()` returns a `RawDataBuffer` with `len()` in 4.6 and a `RawBuffer`
+with only `size()` in 5.x, see `raw_size`). A refusal of the HAL (C++ `HalException`) reaches Python
+as a plain `RuntimeError`; every one is turned into a `DeviceError` that names the setting.
 """
 
 from __future__ import annotations
@@ -13,35 +18,74 @@ import collections
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rig.backends._genicam import import_sdk
-from rig.devices import DeviceError, DeviceInfo, EventCameraLifecycle, EventCameraSettings, EventRates
+from rig.biasfile import BiasFileError, load_bias_file
+from rig.devices import (
+    AntiFlickerSettings,
+    DeviceError,
+    DeviceInfo,
+    EventCameraLifecycle,
+    EventCameraSettings,
+    EventRates,
+)
 
-INSTALL_HINT = ("build OpenEB from source with Python bindings (-DCOMPILE_PYTHON3_BINDINGS=ON) and put "
-                "its lib/python3/site-packages on PYTHONPATH, see docs/hardware.md")
+INSTALL_HINT = ("build OpenEB 4.6 or 5.x from source with Python bindings (-DCOMPILE_PYTHON3_BINDINGS=ON) "
+                "and put its lib/python3/site-packages on PYTHONPATH, see docs/hardware.md")
 #: EXT_TRIGGER channel ids of Gen4.1 / IMX636 EVKs, by OpenEB's I_TriggerIn.Channel names.
 CHANNEL_IDS = {"MAIN": 0, "AUX": 1, "LOOPBACK": 6}
+#: I_AntiFlickerModule.AntiFlickerMode member for each rig.yaml mode.
+ANTIFLICKER_MODES = {"band_stop": "BandStop", "band_pass": "BandPass"}
 #: How long the pump sleeps when the driver has no buffer ready (keeps a core free).
 IDLE_SLEEP_S = 0.001
 #: Window of the live event-rate estimate.
 RATE_WINDOW_S = 1.0
+#: At stop, buffers already in the driver's queue are logged for at most this long before stop().
+DRAIN_LIMIT_S = 1.0
 
 
 def load_hal() -> Any:
     return import_sdk("metavision_hal", "the metavision event-camera backend", INSTALL_HINT)
 
 
-def _facility(device: Any, *getters: str) -> Any:
-    """The first facility the device offers among `getters` (names changed across OpenEB versions)."""
-    for name in getters:
-        fn = getattr(device, name, None)
-        if fn is not None:
-            facility = fn()
-            if facility is not None:
-                return facility
-    return None
+def _facility(device: Any, getter: str) -> Any:
+    """The facility `getter` returns, or None where the device (or this OpenEB) has none."""
+    fn = getattr(device, getter, None)
+    return fn() if fn is not None else None
+
+
+def openeb_version(hal: Any) -> str:
+    """The OpenEB release of the loaded bindings (`get_hal_software_info().get_version()`), "" if unknown."""
+    try:
+        return str(hal.get_hal_software_info().get_version())
+    except Exception:  # noqa: BLE001 - an older or partial binding: the version is only informative
+        return ""
+
+
+def raw_size(raw: Any) -> int:
+    """Bytes in what `I_EventsStream.get_latest_raw_data()` returned.
+
+    OpenEB 5.x: a `RawBuffer` that binds only `size()` (no `len()`, no buffer protocol); OpenEB 4.6:
+    a `RawDataBuffer`, pybind11's bound std::vector<uint8_t>, with `len()` and no `size()`.
+    """
+    size = getattr(raw, "size", None)
+    if callable(size):
+        return int(size())
+    nbytes = getattr(raw, "nbytes", None)  # a numpy array (its .size counts items, not bytes)
+    if isinstance(nbytes, int):
+        return nbytes
+    return len(raw)
+
+
+def hal_message(exc: BaseException) -> str:
+    """The informative part of a HAL refusal: OpenEB's HalException text is framed by dashed lines
+    and the category name ("Metavision HAL exception"), which would split a one-line error."""
+    lines = (line.strip() for line in str(exc).splitlines())
+    useful = [line for line in lines if line and set(line) != {"-"} and line != "Metavision HAL exception"]
+    return " ".join(useful) or type(exc).__name__
 
 
 class MetavisionEventCamera(EventCameraLifecycle):
@@ -55,7 +99,7 @@ class MetavisionEventCamera(EventCameraLifecycle):
     backend = "metavision"
 
     def __init__(self, serial: str | None = None, *, count_cd_events: bool = True, **_ignored: Any) -> None:
-        self._hal = load_hal()
+        self._hal_module = load_hal()
         self.serial = str(serial) if serial else ""
         self.count_cd_events = count_cd_events
         self.width = 0
@@ -73,6 +117,7 @@ class MetavisionEventCamera(EventCameraLifecycle):
         self._stream: Any = None
         self._decoder: Any = None
         self._callback_ids: list[tuple[Any, Any]] = []
+        self.openeb_version = openeb_version(self._hal_module)
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -91,9 +136,10 @@ class MetavisionEventCamera(EventCameraLifecycle):
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> None:
         try:
-            device = self._hal.DeviceDiscovery.open(self.serial)
+            device = self._hal_module.DeviceDiscovery.open(self.serial)
         except Exception as exc:  # noqa: BLE001 - HalException and friends
-            raise DeviceError(f"cannot open Prophesee camera {self.serial or '(first)'}: {exc}") from exc
+            raise DeviceError(f"cannot open Prophesee camera {self.serial or '(first)'}: "
+                              f"{hal_message(exc)}") from exc
         if device is None:
             which = f"with serial {self.serial}" if self.serial else "at all"
             raise DeviceError(f"no Prophesee camera found {which} (check USB3, udev rules and the "
@@ -132,6 +178,7 @@ class MetavisionEventCamera(EventCameraLifecycle):
                           serial=self._identity.get("serial", self.serial),
                           firmware=self._identity.get("firmware", ""),
                           extra={"applied": self._applied, "encoding": self._identity.get("encoding", ""),
+                                 "openeb_version": self.openeb_version,
                                  "system_info": self._system_info,
                                  "geometry": [self.width, self.height],
                                  "counts": {"events": rates.events_total, "triggers": rates.triggers_total,
@@ -140,38 +187,82 @@ class MetavisionEventCamera(EventCameraLifecycle):
 
     # -- configuration ---------------------------------------------------------------------------
     def configure(self, settings: EventCameraSettings) -> None:
+        """Apply every setting; what is not asked for is switched off (no state leaks from a previous
+        program). `info().extra["applied"]` holds what the camera reports back."""
         self._require_stopped("configure()")
         device = self._device
-        self._applied = {"biases": self._set_biases(device, settings.biases),
+        self._applied = {"biases": self._set_biases(device, settings),
                          "roi": self._set_roi(device, settings.roi),
                          "erc_rate_ev_s": self._set_erc(device, settings.erc_rate_ev_s),
+                         "antiflicker": self._set_antiflicker(device, settings.antiflicker),
+                         "hot_pixels": self._set_hot_pixels(device, settings.hot_pixels),
                          "trigger_in_channel": self._set_trigger_in(device, settings.trigger_in_channel)}
         self._mark_configured()
 
-    def _set_biases(self, device: Any, biases: dict[str, int]) -> dict[str, int]:
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call the HAL; a refusal (HalException -> RuntimeError, or pybind11's TypeError for an
+        argument outside the C++ type) becomes a DeviceError that says what was being set."""
+        try:
+            return fn(*args)
+        except (RuntimeError, TypeError) as exc:
+            raise DeviceError(f"{self.device_name}: {what} refused by the HAL: {hal_message(exc)}") from exc
+
+    def _missing(self, facility: str, setting: str) -> DeviceError:
+        return DeviceError(f"{self.device_name}: this camera (or this OpenEB) has no {facility}, but "
+                           f"event_camera.settings.{setting} asks for it")
+
+    def _set_biases(self, device: Any, settings: EventCameraSettings) -> dict[str, int]:
+        from_file = dict(settings.biases_from_file)
+        if settings.biases_file and not from_file:
+            try:
+                from_file = load_bias_file(settings.biases_file, sensor=None).values()
+            except BiasFileError as exc:
+                raise DeviceError(f"{self.device_name}: {exc}") from None
+        wanted = {**from_file, **settings.biases}
         ll = _facility(device, "get_i_ll_biases")
         if ll is None:
-            if biases:
-                raise DeviceError(f"{self.device_name}: this camera has no bias facility")
+            if wanted:
+                raise self._missing("bias facility (I_LL_Biases)", "biases")
             return {}
         known = dict(ll.get_all_biases())
-        for name, value in biases.items():
+        for name, value in wanted.items():
+            source = ("event_camera.settings.biases" if name in settings.biases
+                      else f"bias file {settings.biases_file}")
             if name not in known:
-                raise DeviceError(f"{self.device_name}: unknown bias {name!r} (this sensor has: "
-                                  f"{', '.join(sorted(known))})")
+                raise DeviceError(f"{self.device_name}: unknown bias {name!r} (from {source}); this sensor "
+                                  f"has: {', '.join(sorted(known))}")
+            lo_hi = self._bias_range(ll, name)
+            allowed = f" (allowed range [{lo_hi[0]}, {lo_hi[1]}])" if lo_hi else ""
+            if lo_hi is not None and not lo_hi[0] <= int(value) <= lo_hi[1]:
+                raise DeviceError(f"{self.device_name}: bias {name} = {value} (from {source}) refused: "
+                                  f"outside its allowed range [{lo_hi[0]}, {lo_hi[1]}]")
             try:
                 ok = ll.set(name, int(value))
-            except Exception as exc:  # noqa: BLE001
-                raise DeviceError(f"{self.device_name}: bias {name} = {value} refused: {exc}") from exc
+            except (RuntimeError, TypeError) as exc:  # HalException: out of range, not modifiable, ...
+                raise DeviceError(f"{self.device_name}: bias {name} = {value} (from {source}) refused by the "
+                                  f"HAL{allowed}: {hal_message(exc)}") from exc
             if ok is False:
-                raise DeviceError(f"{self.device_name}: bias {name} = {value} refused (out of range?)")
+                raise DeviceError(f"{self.device_name}: bias {name} = {value} (from {source}) refused by the "
+                                  f"HAL{allowed}")
         return {name: int(ll.get(name)) for name in sorted(known)}
+
+    @staticmethod
+    def _bias_range(ll: Any, name: str) -> tuple[int, int] | None:
+        """The range `I_LL_Biases.set` enforces (`get_bias_info(name).get_bias_range()`)."""
+        info = getattr(ll, "get_bias_info", None)
+        if info is None:
+            return None
+        try:
+            lo, hi = info(name).get_bias_range()
+        except (RuntimeError, AttributeError, TypeError, ValueError):
+            return None
+        return int(lo), int(hi)
 
     def _set_roi(self, device: Any, roi: tuple[int, int, int, int] | None) -> list[int] | None:
         facility = _facility(device, "get_i_roi")
         if facility is None:
             if roi is not None:
-                raise DeviceError(f"{self.device_name}: this camera has no ROI facility")
+                raise self._missing("ROI facility (I_ROI)", "roi")
             return None
         if roi is None:
             facility.enable(False)
@@ -179,31 +270,100 @@ class MetavisionEventCamera(EventCameraLifecycle):
         x, y, w, h = (int(v) for v in roi)
         if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > self.width or y + h > self.height:
             raise DeviceError(f"{self.device_name}: ROI {roi} outside the {self.width}x{self.height} sensor")
-        window_cls = getattr(getattr(self._hal, "I_ROI", None), "Window", None)
-        window = window_cls(x, y, w, h) if window_cls is not None else self._hal.DeviceRoi(x, y, w, h)
-        facility.set_window(window)
+        self._call(f"ROI {roi}", facility.set_window, self._hal_module.I_ROI.Window(x, y, w, h))
         facility.enable(True)
         return [x, y, w, h]
 
     def _set_erc(self, device: Any, rate_ev_s: float | None) -> float | None:
-        erc = _facility(device, "get_i_erc_module", "get_i_erc")
+        erc = _facility(device, "get_i_erc_module")
         if erc is None:
             if rate_ev_s is not None:
-                raise DeviceError(f"{self.device_name}: this camera has no event-rate controller")
+                raise self._missing("event-rate controller (I_ErcModule)", "erc_rate_ev_s")
             return None
         if rate_ev_s is None:
             erc.enable(False)
             return None
-        erc.set_cd_event_rate(int(rate_ev_s))
-        erc.enable(True)
+        lo, hi = int(erc.get_min_supported_cd_event_rate()), int(erc.get_max_supported_cd_event_rate())
+        if not lo <= rate_ev_s <= hi:
+            raise DeviceError(f"{self.device_name}: event-rate controller limit {rate_ev_s:g} ev/s outside "
+                              f"the sensor's range [{lo}, {hi}] ev/s")
+        self._call(f"event-rate controller limit {rate_ev_s:g} ev/s", erc.set_cd_event_rate, int(rate_ev_s))
+        self._call("enabling the event-rate controller", erc.enable, True)
         return float(erc.get_cd_event_rate())
+
+    def _set_antiflicker(self, device: Any, afk: AntiFlickerSettings | None) -> dict[str, Any] | None:
+        module = _facility(device, "get_i_antiflicker_module")
+        wanted = afk is not None and afk.enabled
+        if module is None:
+            if wanted:
+                raise self._missing("anti-flicker filter (I_AntiFlickerModule)", "antiflicker")
+            return None
+        module.enable(False)  # the filter takes its parameters while off (AntiFlickerFilter::enable)
+        if afk is None or not wanted:
+            return None
+        lo, hi = int(module.get_min_supported_frequency()), int(module.get_max_supported_frequency())
+        if not lo <= afk.low_hz <= afk.high_hz <= hi:
+            raise DeviceError(f"{self.device_name}: anti-flicker band {afk.low_hz}-{afk.high_hz} Hz outside "
+                              f"the sensor's {lo}-{hi} Hz (or low above high)")
+        if afk.mode not in ANTIFLICKER_MODES:
+            raise DeviceError(f"{self.device_name}: anti-flicker mode {afk.mode!r} is not one of "
+                              f"{', '.join(ANTIFLICKER_MODES)}")
+        modes = self._hal_module.I_AntiFlickerModule.AntiFlickerMode
+        self._call(f"anti-flicker band {afk.low_hz}-{afk.high_hz} Hz", module.set_frequency_band,
+                  int(afk.low_hz), int(afk.high_hz))
+        self._call(f"anti-flicker mode {afk.mode}", module.set_filtering_mode,
+                  getattr(modes, ANTIFLICKER_MODES[afk.mode]))
+        if afk.duty_cycle_percent is not None:
+            self._call(f"anti-flicker duty cycle {afk.duty_cycle_percent} %", module.set_duty_cycle,
+                      float(afk.duty_cycle_percent))
+        for which, value in (("start", afk.start_threshold), ("stop", afk.stop_threshold)):
+            if value is None:
+                continue
+            t_lo = int(getattr(module, f"get_min_supported_{which}_threshold")())
+            t_hi = int(getattr(module, f"get_max_supported_{which}_threshold")())
+            if not t_lo <= value <= t_hi:
+                raise DeviceError(f"{self.device_name}: anti-flicker {which} threshold {value} outside the "
+                                  f"sensor's [{t_lo}, {t_hi}]")
+            self._call(f"anti-flicker {which} threshold {value}", getattr(module, f"set_{which}_threshold"),
+                      int(value))
+        if self._call("enabling the anti-flicker filter", module.enable, True) is False:
+            raise DeviceError(f"{self.device_name}: enabling the anti-flicker filter failed")
+        mode = module.get_filtering_mode()
+        mode_name = next((k for k, v in ANTIFLICKER_MODES.items() if getattr(modes, v) == mode), str(mode))
+        return {"enabled": bool(module.is_enabled()), "low_hz": int(module.get_band_low_frequency()),
+                "high_hz": int(module.get_band_high_frequency()),
+                "mode": mode_name,
+                "duty_cycle_percent": float(module.get_duty_cycle()),
+                "start_threshold": int(module.get_start_threshold()),
+                "stop_threshold": int(module.get_stop_threshold())}
+
+    def _set_hot_pixels(self, device: Any, pixels: list[tuple[int, int]]) -> list[list[int]]:
+        """One digital-event-mask slot per hot pixel; the other slots are switched off."""
+        mask = _facility(device, "get_i_digital_event_mask")
+        if mask is None:
+            if pixels:
+                raise self._missing("digital event mask (I_DigitalEventMask)", "hot_pixels")
+            return []
+        slots = list(mask.get_pixel_masks())
+        if len(pixels) > len(slots):
+            raise DeviceError(f"{self.device_name}: {len(pixels)} hot pixels but the sensor's digital event "
+                              f"mask has {len(slots)} slots")
+        for x, y in pixels:
+            if not (0 <= x < self.width and 0 <= y < self.height):
+                raise DeviceError(f"{self.device_name}: hot pixel ({x}, {y}) outside the "
+                                  f"{self.width}x{self.height} sensor")
+        for i, slot in enumerate(slots):
+            x, y, on = (*pixels[i], True) if i < len(pixels) else (0, 0, False)
+            if self._call(f"pixel mask ({x}, {y})", slot.set_mask, int(x), int(y), on) is False:
+                raise DeviceError(f"{self.device_name}: pixel mask ({x}, {y}) refused")
+        return [[int(v) for v in slot.get_mask()[:2]] for slot in slots if slot.get_mask()[2]]
 
     def _set_trigger_in(self, device: Any, channel: int | None) -> int | None:
         trig = _facility(device, "get_i_trigger_in")
         self._trigger_channel_id = None
         if trig is None:
             if channel is not None:
-                raise DeviceError(f"{self.device_name}: this camera has no trigger-in facility")
+                raise self._missing("trigger-in facility (I_TriggerIn)", "trigger_in_channel")
             return None
         channels = self._channels(trig)
         if channel is None:
@@ -220,7 +380,7 @@ class MetavisionEventCamera(EventCameraLifecycle):
 
     def _channels(self, trig: Any) -> dict[int, Any]:
         """EXT_TRIGGER id -> I_TriggerIn.Channel value, from the camera where it says."""
-        enum = self._hal.I_TriggerIn.Channel
+        enum = self._hal_module.I_TriggerIn.Channel
         if hasattr(trig, "get_available_channels"):
             return {int(ch_id): ch for ch, ch_id in dict(trig.get_available_channels()).items()}
         return {ch_id: getattr(enum, name) for name, ch_id in CHANNEL_IDS.items() if hasattr(enum, name)}
@@ -233,7 +393,7 @@ class MetavisionEventCamera(EventCameraLifecycle):
         stream = _facility(device, "get_i_events_stream")
         if stream is None:
             raise DeviceError(f"{self.device_name}: no events stream facility")
-        decoder = _facility(device, "get_i_events_stream_decoder", "get_i_decoder")
+        decoder = _facility(device, "get_i_events_stream_decoder")
         self._callback_ids = []
         trig_dec = _facility(device, "get_i_event_ext_trigger_decoder")
         if trig_dec is not None:
@@ -276,7 +436,7 @@ class MetavisionEventCamera(EventCameraLifecycle):
         if ret <= 0:
             return ret
         raw = self._stream.get_latest_raw_data()  # logged to events.raw by the HAL here
-        n = len(raw)
+        n = raw_size(raw)
         if self._decoder is not None and n:
             self._decoder.decode(raw)
         with self._lock:
@@ -306,7 +466,12 @@ class MetavisionEventCamera(EventCameraLifecycle):
                 hist.popleft()
 
     def stop_recording(self) -> None:
-        """Stop the stream, log what the driver still holds, close events.raw."""
+        """Log and count what the driver already holds, then stop the stream and close events.raw.
+
+        `I_EventsStream::stop()` ends the raw log and, on a live camera, releases the buffers not yet
+        taken (OpenEB 4.6 and 5.x alike), so the drain comes first: what is counted is exactly what the
+        file holds.
+        """
         if self._pump is None:
             return
         self._stop.set()
@@ -315,18 +480,25 @@ class MetavisionEventCamera(EventCameraLifecycle):
         self._mark_stopped()
         stream = self._stream
         try:
-            stream.stop()
-            while self._pump_error is None and self._pump_once() > 0:  # drain
-                pass
+            deadline = time.monotonic() + DRAIN_LIMIT_S
+            while self._pump_error is None and time.monotonic() < deadline:
+                try:
+                    if self._pump_once() <= 0:
+                        break
+                except Exception as exc:  # noqa: BLE001 - reported below like a pump failure
+                    self._pump_error = exc
         finally:
-            stream.stop_log_raw_data()
-            for facility, cb_id in self._callback_ids:
-                if hasattr(facility, "remove_callback"):
-                    facility.remove_callback(cb_id)
-            self._callback_ids = []
-            self._stream = self._decoder = None
+            try:
+                stream.stop()
+            finally:
+                stream.stop_log_raw_data()
+                for facility, cb_id in self._callback_ids:
+                    if hasattr(facility, "remove_callback"):
+                        facility.remove_callback(cb_id)
+                self._callback_ids = []
+                self._stream = self._decoder = None
         if self._pump_error is not None:
-            raise DeviceError(f"{self.device_name}: event stream failed: {self._pump_error}") \
+            raise DeviceError(f"{self.device_name}: event stream failed: {hal_message(self._pump_error)}") \
                 from self._pump_error
 
     def rates(self) -> EventRates:

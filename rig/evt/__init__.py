@@ -1,6 +1,9 @@
-"""Prophesee RAW event files: the `% key value` header (`header`), the EVT3 and EVT2 decoding
-kernels (`evt3_kernels`, `evt2_kernels`), the streaming reader (`reader`: `RawReader`,
-`decode_file`, `iter_chunks`), and the writers (`evt3.EVT3Writer`, `evt2.encode`).
+"""Event files. Any format through one opener (`files.open_events`: the format from the header,
+never guessed), and the readers behind it: Prophesee RAW (the `% key value` header (`header`),
+the EVT3, EVT2 and EVT2.1 decoding kernels, the streaming reader `reader.RawReader`,
+`decode_file`, `iter_chunks`), Prophesee DAT (`dat`), jAER AEDAT 2.0 and AEDAT 4 (`aedat`), and
+DSEC HDF5 (`dsec`, also its one writer). Writers for tests and the simulator: `evt3.EVT3Writer`,
+`evt2.encode`, `evt21.encode`, `dat.write_dat`, `aedat.write_aedat2`.
 
 `rig.evt3` and `rig.evt2` stay the public names of the codec (they re-export from here).
 """

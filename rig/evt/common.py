@@ -1,4 +1,4 @@
-"""Record layouts and anomaly kinds shared by the EVT3/EVT2 encoders and decoders."""
+"""Record layouts and anomaly kinds shared by the EVT3/EVT2/EVT2.1 encoders and decoders."""
 
 from __future__ import annotations
 
@@ -56,6 +56,24 @@ EVT3_WORD_NAMES = (
 EVT2_WORD_NAMES = (
     "CD_OFF",
     "CD_ON",
+    "type_0x2",
+    "type_0x3",
+    "type_0x4",
+    "type_0x5",
+    "type_0x6",
+    "type_0x7",
+    "EVT_TIME_HIGH",
+    "type_0x9",
+    "EXT_TRIGGER",
+    "type_0xB",
+    "type_0xC",
+    "type_0xD",
+    "OTHERS",
+    "CONTINUED",
+)
+EVT21_WORD_NAMES = (
+    "EVT_NEG",
+    "EVT_POS",
     "type_0x2",
     "type_0x3",
     "type_0x4",

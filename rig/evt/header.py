@@ -138,7 +138,7 @@ def read_header(path) -> RawHeader:
 
 def default_fields(width: int, height: int, evt: str = "3.0") -> dict[str, str]:
     """Keys a Metavision EVK4 recording carries, with this toolkit's plausible values."""
-    fmt = "EVT3" if evt.startswith("3") else "EVT2"
+    fmt = {"3": "EVT3", "2.1": "EVT21"}.get(evt.removesuffix(".0"), "EVT2")
     return {
         "camera_integrator_name": "Prophesee",
         "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),

@@ -35,6 +35,7 @@ from rig.devices import (
     TriggerStatus,
 )
 from rig.frames import PIXEL_FORMATS
+from rig.rigconfig import PIXEL_MASK_SLOTS
 from rig.sim.mcu import SimMCU
 from rig.sim.mcu import SimTrigger as _McuTrigger
 
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
     from rig.sim.world import SimRig
 
 __all__ = ["SimEventCamera", "SimFrameCamera", "SimTrigger", "default_rig_instance"]
+
+#: The IMX636 event-rate controller's counting window (OpenEB Gen41Erc reference_period, in us).
+ERC_PERIOD_US = 200
 
 _DEFAULT_RIG: SimRig | None = None
 _DEFAULT_LOCK = threading.Lock()
@@ -85,7 +89,13 @@ class SimTrigger(_McuTrigger):
 
 
 class SimEventCamera(EventCameraLifecycle):
-    """An EVK4-like event camera whose raw stream the simulator encodes as EVT3."""
+    """An EVK4-like event camera whose raw stream the simulator encodes as EVT3.
+
+    Of the sensor's filters it applies the two that are cheap and exact: the hot-pixel mask (those
+    pixels never emit) and the event-rate controller (at most rate x 200 us events per 200 us
+    window, the IMX636's ERC period, spread evenly over the window). Biases, ROI and the
+    anti-flicker filter are accepted and recorded (in `settings`, hence the manifest), not simulated.
+    """
 
     device_name = "simulated event camera"
 
@@ -93,6 +103,11 @@ class SimEventCamera(EventCameraLifecycle):
         self.rig = rig if rig is not None else default_rig_instance()
         self.width, self.height = self.rig.geometry.event.size
         self.settings = EventCameraSettings()
+        self._masked = np.zeros(0, np.int64)  # y * width + x of the hot pixels
+        self._erc_count: int | None = None  # events allowed per ERC window, None = off
+        self._erc_window = -1  # the last ERC window seen, and the events kept in it
+        self._erc_kept = 0
+        self.events_filtered = {"hot_pixels": 0, "erc": 0}
         self._lock = threading.RLock()
         self._writer: EVT3Writer | None = None
         self._queue: queue.Queue[tuple[np.ndarray, np.ndarray] | None] = queue.Queue(maxsize=32)
@@ -116,14 +131,32 @@ class SimEventCamera(EventCameraLifecycle):
     def info(self) -> DeviceInfo:
         return DeviceInfo("event_camera", "sim", "SimEVK4 (IMX636 model)", "SIM-EVK4-0001", "sim",
                           {"width": self.width, "height": self.height,
-                           "sensor": self.rig.event_params.to_dict()})
+                           "sensor": self.rig.event_params.to_dict(),
+                           "filtered": dict(self.events_filtered),
+                           "simulated": ["hot_pixels", "erc_rate_ev_s"],
+                           "recorded_only": ["biases", "roi", "antiflicker"]})
 
     def configure(self, settings: EventCameraSettings) -> None:
         self._require_stopped("configure()")
         if settings.trigger_in_channel is not None and not 0 <= settings.trigger_in_channel <= 15:
             raise DeviceError(f"simulated event camera: trigger channel {settings.trigger_in_channel} "
                               "out of range 0..15")
-        self.settings = settings
+        if len(settings.hot_pixels) > PIXEL_MASK_SLOTS:
+            raise DeviceError(f"simulated event camera: {len(settings.hot_pixels)} hot pixels but the "
+                              f"digital event mask has {PIXEL_MASK_SLOTS} slots")
+        for x, y in settings.hot_pixels:
+            if not (0 <= x < self.width and 0 <= y < self.height):
+                raise DeviceError(f"simulated event camera: hot pixel ({x}, {y}) outside the "
+                                  f"{self.width}x{self.height} sensor")
+        if settings.erc_rate_ev_s is not None and settings.erc_rate_ev_s <= 0:
+            raise DeviceError(f"simulated event camera: event-rate controller limit {settings.erc_rate_ev_s} "
+                              "must be above 0")
+        with self._lock:
+            self.settings = settings
+            self._masked = np.array(sorted({y * self.width + x for x, y in settings.hot_pixels}), np.int64)
+            rate = settings.erc_rate_ev_s
+            self._erc_count = None if rate is None else int(rate) * ERC_PERIOD_US // 1_000_000
+            self._erc_window, self._erc_kept = -1, 0
         self._mark_configured()
 
     @property
@@ -146,6 +179,7 @@ class SimEventCamera(EventCameraLifecycle):
             self._write_thread.start()
             self._events_total = 0
             self._triggers_total = 0
+            self.events_filtered = {"hot_pixels": 0, "erc": 0}
             self._rate_window.clear()
             self._mark_running()
 
@@ -197,6 +231,7 @@ class SimEventCamera(EventCameraLifecycle):
     def _emit_events(self, events: np.ndarray, triggers: np.ndarray, t_sim_s: float) -> None:
         """Called by the sim thread with time-sorted events and trigger edges (device clock)."""
         with self._lock:
+            events = self._filter(events)
             if self.rig.config.keep_events:
                 self.kept.append((events.copy(), triggers.copy()))
             if self._writer is None:
@@ -208,6 +243,29 @@ class SimEventCamera(EventCameraLifecycle):
             self._rate_window.append((t_sim_s, len(events)))
             while len(self._rate_window) > 2 and t_sim_s - self._rate_window[0][0] > 1.0:
                 self._rate_window.popleft()
+
+    def _filter(self, events: np.ndarray) -> np.ndarray:
+        """The hot-pixel mask, then the event-rate controller (time-sorted events, t in us)."""
+        if len(self._masked) and len(events):
+            hot = np.isin(events["y"].astype(np.int64) * self.width + events["x"], self._masked)
+            self.events_filtered["hot_pixels"] += int(hot.sum())
+            events = events[~hot]
+        if self._erc_count is None or not len(events):
+            return events
+        win = events["t"] // ERC_PERIOD_US
+        starts = np.flatnonzero(np.r_[True, win[1:] != win[:-1]])
+        counts = np.diff(np.r_[starts, len(win)])
+        budget = np.full(len(starts), self._erc_count, np.int64)
+        if win[0] == self._erc_window:  # the window the previous batch ended in
+            budget[0] = max(0, self._erc_count - self._erc_kept)
+        rank = np.arange(len(win)) - np.repeat(starts, counts)
+        n, b = np.repeat(counts, counts), np.repeat(budget, counts)
+        keep = (rank + 1) * b // n > rank * b // n  # min(n, b) events, evenly over the window
+        kept_last = int(keep[starts[-1]:].sum())
+        self._erc_kept = kept_last + (self._erc_kept if win[-1] == self._erc_window else 0)
+        self._erc_window = int(win[-1])
+        self.events_filtered["erc"] += int(len(keep) - keep.sum())
+        return events[keep]
 
     def kept_events(self) -> tuple[np.ndarray, np.ndarray]:
         """Debug hook: all events and triggers emitted so far (needs SimConfig.keep_events)."""

@@ -1,17 +1,33 @@
 """A hardware-free stand-in for OpenEB's `metavision_hal`, injected as sys.modules["metavision_hal"].
 
-It copies the names the backend uses (DeviceDiscovery.open / list / list_available_sources,
-get_i_geometry, get_i_hw_identification, get_i_ll_biases (set/get/get_all_biases), get_i_roi with
-I_ROI.Window, get_i_erc_module, get_i_trigger_in with I_TriggerIn.Channel, get_i_events_stream
-(start/stop/poll_buffer/get_latest_raw_data/log_raw_data/stop_log_raw_data),
-get_i_events_stream_decoder (decode), get_i_event_cd_decoder and get_i_event_ext_trigger_decoder
-(add_event_buffer_callback/remove_callback)) and these behaviours:
+Two flavours, chosen by `reset(..., openeb_version=...)`: "4.6.2" and "5.1.1" (the default), each
+with that release's Python names and return types, taken from OpenEB's `hal/python/bindings`:
+- `I_EventsStream.get_latest_raw_data()`: 4.6 returns `RawDataBuffer` (a pybind11 `bind_vector` of
+  std::vector<uint8_t>: `len()`, indexing, no `size()`, no buffer protocol); 5.x returns `RawBuffer`,
+  which binds only `size()` (no `len()`, no buffer protocol). `I_Decoder.decode` takes the same type;
+- module-level `RawDataBuffer` and the deprecated `Channel` exist in 4.6 only, `RawBuffer` in 5.x only;
+  `I_HW_Identification.get_system_id` and `CameraDescription.system_id` in 4.6 only.
+Facilities, by their real getter and method names: DeviceDiscovery (open / list /
+list_available_sources), get_i_geometry, get_i_hw_identification, get_i_ll_biases (set / get /
+get_all_biases / get_bias_info -> LL_Bias_Info), get_i_roi (I_ROI.Window), get_i_erc_module,
+get_i_antiflicker_module (I_AntiFlickerModule.AntiFlickerMode.BandStop / BandPass),
+get_i_digital_event_mask (get_pixel_masks -> I_PixelMask set_mask / get_mask), get_i_trigger_in
+(I_TriggerIn.Channel), get_i_events_stream, get_i_events_stream_decoder, get_i_event_cd_decoder,
+get_i_event_ext_trigger_decoder, and module-level get_hal_software_info().
+Behaviours copied from the HAL and the IMX636 plugin (same in 4.6.2 and 5.1.1):
+- a HAL refusal is OpenEB's `HalException`, which pybind11 turns into a plain `RuntimeError` whose
+  text is framed by dashed lines ("Metavision HAL exception", "Error 102001: ..."): out-of-range
+  biases, ERC counts, anti-flicker bands, duty cycles and thresholds raise it with the HAL's words;
+- an argument that does not fit the binding's C++ type (a negative or > 32-bit uint32_t, a float
+  for an int) raises TypeError, as pybind11 does;
+- a facility the device lacks is None (`CameraSpec.missing` names getters that return None);
 - raw logging happens inside get_latest_raw_data, as in the HAL: only buffers that the caller
   moves along reach the file, after a `% key value` header that ends with `% end`;
+  `I_EventsStream.stop()` stops the logging and, on a live camera, drops buffers not yet taken;
 - the stream is real EVT3 (encoded by the project's EVT3 writer from a ground-truth script), cut
   into driver buffers that become available over time after start();
-- trigger edges appear only for enabled trigger-in channels, events only inside an enabled ROI;
-- biases outside their allowed range are refused (set returns False);
+- trigger edges appear only for enabled trigger-in channels, events only inside an enabled ROI and
+  never from a pixel an enabled digital-event-mask slot holds;
 - callbacks get numpy arrays with Metavision's EventCD / EventExtTrigger dtypes.
 """
 
@@ -20,6 +36,7 @@ from __future__ import annotations
 import enum
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,18 +46,111 @@ import numpy as np
 EVENT_CD_DTYPE = np.dtype([("x", "<u2"), ("y", "<u2"), ("p", "<i2"), ("t", "<i8")])
 EVENT_EXT_TRIGGER_DTYPE = np.dtype([("p", "<i2"), ("t", "<i8"), ("id", "<i2")])
 
-# IMX636 bias offsets from factory default, allowed ranges as OpenEB's imx636 plugin states them.
-IMX636_BIAS_RANGES = {"bias_diff": (-25, 23), "bias_diff_off": (-35, 190), "bias_diff_on": (-85, 140),
-                      "bias_fo": (-35, 55), "bias_hpf": (0, 120), "bias_refr": (-20, 235)}
+OPENEB_VERSIONS = ("4.6.2", "5.1.1")
+DEFAULT_VERSION = "5.1.1"
+
+# IMX636 biases: (recommended range, allowed range), offsets from factory default, from OpenEB's
+# hal_psee_plugins/include/devices/imx636/imx636_bias_settings{,_iterator}.h. I_LL_Biases::set checks
+# the recommended range (get_bias_range) unless range checks are bypassed.
+IMX636_BIASES = {"bias_diff": ((-25, 23), (-150, 200)), "bias_diff_off": ((-35, 190), (-150, 200)),
+                 "bias_diff_on": ((-85, 140), (-150, 200)), "bias_fo": ((-35, 55), (-150, 200)),
+                 "bias_hpf": ((0, 120), (0, 255)), "bias_refr": ((-20, 235), (-50, 255))}
+IMX636_BIAS_RANGES = {name: rec for name, (rec, _allowed) in IMX636_BIASES.items()}
+
+# HalErrorCode values (hal/cpp/include/metavision/hal/utils/hal_error_code.h).
+VALUE_OUT_OF_RANGE = 0x102001
+NON_EXISTING_VALUE = 0x102002
+UINT32_MAX = 2**32 - 1
+
+_STATE: dict[str, Any] = {"version": DEFAULT_VERSION, "cameras": [], "opened": []}
 
 
-class I_TriggerIn:  # noqa: N801 (SDK name)
-    class Channel(enum.IntEnum):
-        MAIN = 0
-        AUX = 1
-        LOOPBACK = 2
+def openeb_version() -> str:
+    return str(_STATE["version"])
 
 
+def _major() -> int:
+    return int(openeb_version().split(".")[0])
+
+
+def hal_error(code: int, text: str) -> RuntimeError:
+    """What a C++ HalException looks like in Python: a RuntimeError with BaseException's framing."""
+    rule = "-" * 48
+    return RuntimeError(f"\n{rule}\nMetavision HAL exception\n\nError {code:x}: {text}\n\n{rule}\n")
+
+
+def _check_uint32(method: str, *values: Any) -> None:
+    """pybind11 refuses a value that does not fit uint32_t with a TypeError."""
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 0 <= int(v) <= UINT32_MAX:
+            raise TypeError(f"{method}(): incompatible function arguments. The following argument types "
+                            f"are supported: ... Invoked with: {values!r}")
+
+
+def _check_int(method: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{method}(): incompatible function arguments. Invoked with: {value!r}")
+
+
+# -- version-specific buffer types -------------------------------------------------------------------
+class _OpenEB46:
+    class RawDataBuffer:
+        """pybind11 bind_vector<std::vector<uint8_t>>: len() is the size in bytes."""
+
+        def __init__(self, data: bytes, cd: np.ndarray, ext: np.ndarray) -> None:
+            self._data, self._cd, self._ext = data, cd, ext
+
+        def __len__(self) -> int:
+            return len(self._data)
+
+        def __getitem__(self, i: int) -> int:
+            return self._data[i]
+
+        def __bool__(self) -> bool:
+            return bool(self._data)
+
+
+class _OpenEB5:
+    class RawBuffer:
+        """DataTransfer::BufferPtr as OpenEB 5 binds it: `size()` only."""
+
+        def __init__(self, data: bytes, cd: np.ndarray, ext: np.ndarray) -> None:
+            self._data, self._cd, self._ext = data, cd, ext
+
+        def size(self) -> int:
+            return len(self._data)
+
+
+def _buffer_type() -> type:
+    return _OpenEB46.RawDataBuffer if _major() == 4 else _OpenEB5.RawBuffer
+
+
+def __getattr__(name: str) -> Any:
+    """Module attributes that exist in one OpenEB version only."""
+    if name == "RawDataBuffer" and _major() == 4:
+        return _OpenEB46.RawDataBuffer
+    if name == "RawBuffer" and _major() >= 5:
+        return _OpenEB5.RawBuffer
+    if name == "Channel" and _major() == 4:
+        warnings.warn("metavision_hal.Channel is deprecated since v4.0.1, use "
+                      "metavision_hal.I_TriggerIn.Channel instead.", stacklevel=2)
+        return I_TriggerIn.Channel
+    raise AttributeError(f"module 'metavision_hal' has no attribute {name!r}")
+
+
+class SoftwareInfo:
+    def get_version(self) -> str:
+        return openeb_version()
+
+    def get_version_major(self) -> int:
+        return _major()
+
+
+def get_hal_software_info() -> SoftwareInfo:
+    return SoftwareInfo()
+
+
+# -- facilities ---------------------------------------------------------------------------------------
 class I_ROI:  # noqa: N801
     class Mode(enum.IntEnum):
         ROI = 0
@@ -52,6 +162,17 @@ class I_ROI:  # noqa: N801
 
         def to_string(self) -> str:
             return f"[{self.x}, {self.y}, {self.width}, {self.height}]"
+
+    def __init__(self) -> None:
+        self.window: I_ROI.Window | None = None
+        self.enabled = False
+
+    def set_window(self, roi: I_ROI.Window) -> None:
+        self.window = roi
+
+    def enable(self, enable: bool) -> bool:
+        self.enabled = bool(enable)
+        return True
 
 
 @dataclass
@@ -65,16 +186,8 @@ class CameraSpec:
     n_buffers: int = 20
     buffer_period_s: float = 0.002  # a new driver buffer every this long after start()
     trigger_channel_ids: dict[str, int] = field(default_factory=lambda: {"MAIN": 0, "LOOPBACK": 6})
-
-
-class RawDataBuffer:
-    """The opaque vector of bytes `get_latest_raw_data` returns (len() is its size in bytes)."""
-
-    def __init__(self, data: bytes, cd: np.ndarray, ext: np.ndarray) -> None:
-        self._data, self._cd, self._ext = data, cd, ext
-
-    def __len__(self) -> int:
-        return len(self._data)
+    missing: tuple[str, ...] = ()  # facility getters that return None (e.g. "get_i_antiflicker_module")
+    mask_slots: int = 64  # Gen41DigitalEventMask::NUM_MASK_REGISTERS_
 
 
 class _Geometry:
@@ -88,13 +201,15 @@ class _Geometry:
         return self._spec.height
 
 
-class _SensorInfo:
+class SensorInfo:
     name, major_version, minor_version = "IMX636", 4, 2
 
 
-class _HwIdentification:
+class I_HW_Identification:  # noqa: N801
     def __init__(self, spec: CameraSpec) -> None:
         self._spec = spec
+        if _major() == 4:  # removed from the bindings in 5.0
+            self.get_system_id = lambda: 49
 
     def get_serial(self) -> str:
         return self._spec.serial
@@ -102,8 +217,8 @@ class _HwIdentification:
     def get_integrator(self) -> str:
         return "Prophesee"
 
-    def get_sensor_info(self) -> _SensorInfo:
-        return _SensorInfo()
+    def get_sensor_info(self) -> SensorInfo:
+        return SensorInfo()
 
     def get_current_data_encoding_format(self) -> str:
         return "EVT3"
@@ -115,55 +230,256 @@ class _HwIdentification:
         return {"System Version": "4.6.0", "Serial": self._spec.serial}
 
 
-class _Biases:
+class LL_Bias_Info:  # noqa: N801
+    def __init__(self, recommended: tuple[int, int], allowed: tuple[int, int]) -> None:
+        self._recommended, self._allowed = recommended, allowed
+
+    def get_description(self) -> str:
+        return ""
+
+    def get_category(self) -> str:
+        return ""
+
+    def get_bias_range(self) -> tuple[int, int]:
+        return self._recommended  # no DeviceConfig range-check bypass
+
+    def get_bias_allowed_range(self) -> tuple[int, int]:
+        return self._allowed
+
+    def get_bias_recommended_range(self) -> tuple[int, int]:
+        return self._recommended
+
+    def is_modifiable(self) -> bool:
+        return True
+
+
+class I_LL_Biases:  # noqa: N801
+    """I_LL_Biases::set/get of hal/cpp/src/facilities/i_ll_biases.cpp, with the IMX636's biases."""
+
     def __init__(self) -> None:
-        self.values = {name: 0 for name in IMX636_BIAS_RANGES}
+        self.values = {name: 0 for name in IMX636_BIASES}
+
+    def _unavailable(self, bias_name: str) -> RuntimeError:
+        return hal_error(NON_EXISTING_VALUE, f'Unavailable bias: "{bias_name}".')
 
     def set(self, bias_name: str, bias_value: int) -> bool:
-        lo, hi = IMX636_BIAS_RANGES.get(bias_name, (0, -1))
+        _check_int("set", bias_value)
+        if bias_name not in IMX636_BIASES:
+            raise self._unavailable(bias_name)
+        lo, hi = IMX636_BIASES[bias_name][0]
         if not lo <= bias_value <= hi:
-            return False
+            raise hal_error(VALUE_OUT_OF_RANGE, f'Invalid value {bias_value} for bias "{bias_name}". Value '
+                                                f"should be within range [{lo}, {hi}].")
         self.values[bias_name] = int(bias_value)
         return True
 
     def get(self, bias_name: str) -> int:
+        if bias_name not in self.values:
+            raise self._unavailable(bias_name)
         return self.values[bias_name]
 
     def get_all_biases(self) -> dict[str, int]:
         return dict(self.values)
 
+    def get_bias_info(self, bias_name: str) -> LL_Bias_Info:
+        if bias_name not in IMX636_BIASES:
+            raise self._unavailable(bias_name)
+        return LL_Bias_Info(*IMX636_BIASES[bias_name])
 
-class _Roi:
+
+class I_ErcModule:  # noqa: N801
+    """Gen41Erc (IMX636): a 200 us count period, at most 640000 events per period
+    (hal_psee_plugins/src/devices/gen41/gen41_erc.cpp); rates go through I_ErcModule's conversion."""
+
+    COUNT_PERIOD_US = 200
+    COUNT_MAX = 640_000
+
     def __init__(self) -> None:
-        self.window: I_ROI.Window | None = None
-        self.enabled = False
+        self.count, self.enabled = 4000, False
 
-    def set_window(self, roi: I_ROI.Window) -> None:
-        self.window = roi
-
-    def enable(self, enable: bool) -> None:
-        self.enabled = bool(enable)
-
-
-class _Erc:
-    def __init__(self) -> None:
-        self.rate, self.enabled = 0, False
-
-    def enable(self, b: bool) -> None:
+    def enable(self, b: bool) -> bool:
         self.enabled = bool(b)
+        return True
 
     def is_enabled(self) -> bool:
         return self.enabled
 
-    def set_cd_event_rate(self, events_per_sec: int) -> bool:
-        self.rate = min(int(events_per_sec) // 1000 * 1000, 320_000_000)  # kev granularity
+    def erc_from_file(self, file_path: str) -> None:
+        pass
+
+    def get_count_period(self) -> int:
+        return self.COUNT_PERIOD_US
+
+    def set_cd_event_count(self, event_count: int) -> bool:
+        _check_uint32("set_cd_event_count", event_count)
+        if event_count > self.COUNT_MAX:
+            raise hal_error(VALUE_OUT_OF_RANGE, f"Cannot set CD event count to :{event_count}. Value should "
+                                                f"be in the range [0, {self.COUNT_MAX}]")
+        self.count = int(event_count)
         return True
 
+    def get_cd_event_count(self) -> int:
+        return self.count
+
+    def get_min_supported_cd_event_count(self) -> int:
+        return 0
+
+    def get_max_supported_cd_event_count(self) -> int:
+        return self.COUNT_MAX
+
+    def set_cd_event_rate(self, events_per_sec: int) -> bool:
+        _check_uint32("set_cd_event_rate", events_per_sec)
+        return self.set_cd_event_count(int(events_per_sec) * self.COUNT_PERIOD_US // 1_000_000)
+
     def get_cd_event_rate(self) -> int:
-        return self.rate
+        return self.count * 1_000_000 // self.COUNT_PERIOD_US
+
+    def get_min_supported_cd_event_rate(self) -> int:
+        return 0
+
+    def get_max_supported_cd_event_rate(self) -> int:
+        return self.COUNT_MAX * 1_000_000 // self.COUNT_PERIOD_US
+
+    @property
+    def rate(self) -> int:
+        return self.get_cd_event_rate()
 
 
-class _TriggerIn:
+class I_AntiFlickerModule:  # noqa: N801
+    """AntiFlickerFilter (hal_psee_plugins/src/devices/common/antiflicker_filter.cpp): 50..520 Hz,
+    duty cycle in sixteenths, start/stop thresholds 0..7; defaults 50-520 Hz, BAND_STOP, 50 %, 6, 4."""
+
+    class AntiFlickerMode(enum.IntEnum):  # C++ enum { BAND_PASS, BAND_STOP }, Python names BandPass/BandStop
+        BandPass = 0
+        BandStop = 1
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.low, self.high = 50, 520
+        self.mode = I_AntiFlickerModule.AntiFlickerMode.BandStop
+        self.inverted_duty_cycle = 8
+        self.start, self.stop = 6, 4
+
+    def enable(self, b: bool) -> bool:
+        self.enabled = bool(b)
+        return True
+
+    def is_enabled(self) -> bool:
+        return self.enabled
+
+    def get_min_supported_frequency(self) -> int:
+        return 50
+
+    def get_max_supported_frequency(self) -> int:
+        return 520
+
+    def set_frequency_band(self, min_freq: int, max_freq: int) -> bool:
+        _check_uint32("set_frequency_band", min_freq, max_freq)
+        lo, hi = self.get_min_supported_frequency(), self.get_max_supported_frequency()
+        if min_freq < lo or max_freq > hi or min_freq > max_freq:
+            raise hal_error(VALUE_OUT_OF_RANGE, f"Invalid input frequencies. Expected: {lo} <= low_freq (= "
+                                                f"{min_freq}) < high_freq (= {max_freq}) <= {hi}")
+        self.low, self.high = int(min_freq), int(max_freq)
+        return True
+
+    def get_band_low_frequency(self) -> int:
+        return self.low
+
+    def get_band_high_frequency(self) -> int:
+        return self.high
+
+    def get_frequency_band(self) -> tuple[int, int]:
+        return self.low, self.high
+
+    def set_filtering_mode(self, mode: I_AntiFlickerModule.AntiFlickerMode) -> bool:
+        if not isinstance(mode, I_AntiFlickerModule.AntiFlickerMode):
+            raise TypeError(f"set_filtering_mode(): incompatible function arguments. Invoked with: {mode!r}")
+        self.mode = mode
+        return True
+
+    def get_filtering_mode(self) -> I_AntiFlickerModule.AntiFlickerMode:
+        return self.mode
+
+    def set_duty_cycle(self, percent_activity: float) -> bool:
+        if percent_activity <= 0.0 or percent_activity > 100.0:
+            raise hal_error(VALUE_OUT_OF_RANGE, f"Invalid input duty cycle. Expected: 0 < duty_cycle (= "
+                                                f"{percent_activity}) <= 100")
+        self.inverted_duty_cycle = min(15, round(16 * (100.0 - percent_activity) / 100.0))
+        return True
+
+    def get_duty_cycle(self) -> float:
+        return 100.0 - self.inverted_duty_cycle * 100.0 / 16.0
+
+    def get_min_supported_duty_cycle(self) -> float:
+        return 1.0 / 16.0
+
+    def get_max_supported_duty_cycle(self) -> float:
+        return 100.0
+
+    def _threshold(self, which: str, threshold: int) -> int:
+        _check_uint32(f"set_{which}_threshold", threshold)
+        if threshold > 7:
+            raise hal_error(VALUE_OUT_OF_RANGE, f"Invalid {which} threshold. Expected: 0 <= threshold (= "
+                                                f"{threshold}) <= 7")
+        return int(threshold)
+
+    def set_start_threshold(self, threshold: int) -> bool:
+        self.start = self._threshold("start", threshold)
+        return True
+
+    def set_stop_threshold(self, threshold: int) -> bool:
+        self.stop = self._threshold("stop", threshold)
+        return True
+
+    def get_start_threshold(self) -> int:
+        return self.start
+
+    def get_stop_threshold(self) -> int:
+        return self.stop
+
+    def get_min_supported_start_threshold(self) -> int:
+        return 0
+
+    def get_max_supported_start_threshold(self) -> int:
+        return 7
+
+    def get_min_supported_stop_threshold(self) -> int:
+        return 0
+
+    def get_max_supported_stop_threshold(self) -> int:
+        return 7
+
+
+class I_PixelMask:  # noqa: N801
+    def __init__(self) -> None:
+        self.x, self.y, self.enabled = 0, 0, False
+
+    def set_mask(self, x: int, y: int, enabled: bool) -> bool:
+        _check_uint32("set_mask", x, y)
+        self.x, self.y, self.enabled = int(x), int(y), bool(enabled)
+        return True
+
+    def get_mask(self) -> tuple[int, int, bool]:
+        return self.x, self.y, self.enabled
+
+
+class I_DigitalEventMask:  # noqa: N801
+    def __init__(self, slots: int) -> None:
+        self._masks = [I_PixelMask() for _ in range(slots)]
+
+    def get_pixel_masks(self) -> list[I_PixelMask]:
+        return list(self._masks)
+
+    def masked(self) -> set[tuple[int, int]]:
+        return {(m.x, m.y) for m in self._masks if m.enabled}
+
+
+class I_TriggerIn:  # noqa: N801 (SDK name)
+    class Channel(enum.IntEnum):
+        MAIN = 0
+        AUX = 1
+        LOOPBACK = 2
+
     def __init__(self, spec: CameraSpec) -> None:
         self._ids = {getattr(I_TriggerIn.Channel, k): v for k, v in spec.trigger_channel_ids.items()}
         self.enabled: set[int] = set()
@@ -203,12 +519,18 @@ class _EventDecoder:
             cb(arr)
 
 
-class _StreamDecoder:
+class I_Decoder:  # noqa: N801 (the binding's class name for I_EventsStreamDecoder)
     def __init__(self, cd: _EventDecoder, ext: _EventDecoder) -> None:
         self._cd, self._ext = cd, ext
         self.last_timestamp = -1
 
-    def decode(self, RawData: RawDataBuffer) -> None:  # noqa: N803 (binding's argument name)
+    def decode(self, RawData: Any) -> None:  # noqa: N803 (binding's argument name)
+        expected = _buffer_type()
+        if not isinstance(RawData, expected):
+            if _major() >= 5:  # raw_buffer.cast<DataTransfer::BufferPtr &>() fails
+                raise RuntimeError(f"Unable to cast Python instance of type {type(RawData)} to C++ type "
+                                   "'Metavision::DataTransfer::BufferPtr'")
+            raise TypeError(f"decode(): incompatible function arguments. Invoked with: {RawData!r}")
         if len(RawData._cd):
             self._cd._emit(RawData._cd)
             self.last_timestamp = int(RawData._cd["t"][-1])
@@ -228,17 +550,17 @@ def _header(spec: CameraSpec) -> bytes:
     return "".join(f"% {line}\n" for line in lines).encode()
 
 
-class _EventsStream:
+class I_EventsStream:  # noqa: N801
     def __init__(self, device: FakeDevice) -> None:
         self._dev = device
         self.started = False
         self._t0 = 0.0
-        self._buffers: list[RawDataBuffer] = []
+        self._buffers: list[Any] = []
         self._next = 0
-        self._latest: RawDataBuffer | None = None
         self._log: Any = None
         self.log_path: Path | None = None
         self.buffers_logged = 0
+        self.buffers_dropped_at_stop = 0
 
     def log_raw_data(self, f: str) -> bool:
         self._log = open(f, "wb")  # noqa: SIM115 (closed by stop_log_raw_data)
@@ -258,32 +580,33 @@ class _EventsStream:
         self.started = True
 
     def stop(self) -> None:
-        if self.started:  # buffers not yet transferred by the driver never arrive
-            elapsed = time.monotonic() - self._t0
-            ready = min(len(self._buffers), int(elapsed / self._dev.spec.buffer_period_s) + 1)
-            self._buffers = self._buffers[:ready]
+        """As I_EventsStream::stop on a live camera: available buffers are released, logging ends."""
+        if self.started:
+            self.buffers_dropped_at_stop = min(self._ready(), len(self._buffers)) - self._next
+        self._buffers = self._buffers[:self._next]
         self.started = False
+        self.stop_log_raw_data()
+
+    def _ready(self) -> int:
+        return int((time.monotonic() - self._t0) / self._dev.spec.buffer_period_s) + 1
 
     def poll_buffer(self) -> int:
-        if self._next >= len(self._buffers):
-            return -1 if not self.started and self._buffers else 0
-        if self.started:
-            elapsed = time.monotonic() - self._t0
-            if elapsed < self._next * self._dev.spec.buffer_period_s:
-                return 0
-        self._latest = self._buffers[self._next]
-        self._next += 1
-        return 1
+        if not self.started:
+            return -1
+        if self._next < len(self._buffers) and self._next < self._ready():
+            return 1
+        return 0
 
     def wait_next_buffer(self) -> int:
         while (ret := self.poll_buffer()) == 0:
             time.sleep(0.0005)
         return ret
 
-    def get_latest_raw_data(self) -> RawDataBuffer:
-        buf, self._latest = self._latest, None
-        if buf is None:
-            return RawDataBuffer(b"", np.zeros(0, EVENT_CD_DTYPE), np.zeros(0, EVENT_EXT_TRIGGER_DTYPE))
+    def get_latest_raw_data(self) -> Any:
+        if self.poll_buffer() <= 0:
+            return _buffer_type()(b"", np.zeros(0, EVENT_CD_DTYPE), np.zeros(0, EVENT_EXT_TRIGGER_DTYPE))
+        buf = self._buffers[self._next]
+        self._next += 1
         if self._log is not None:
             self._log.write(buf._data)
             self.buffers_logged += 1
@@ -297,49 +620,60 @@ class _EventsStream:
 class FakeDevice:
     def __init__(self, spec: CameraSpec) -> None:
         self.spec = spec
-        self.biases = _Biases()
-        self.roi = _Roi()
-        self.erc = _Erc()
-        self.trigger_in = _TriggerIn(spec)
+        self.biases = I_LL_Biases()
+        self.roi = I_ROI()
+        self.erc = I_ErcModule()
+        self.antiflicker = I_AntiFlickerModule()
+        self.event_mask = I_DigitalEventMask(spec.mask_slots)
+        self.trigger_in = I_TriggerIn(spec)
         self._cd = _EventDecoder()
         self._ext = _EventDecoder()
-        self._decoder = _StreamDecoder(self._cd, self._ext)
-        self.stream = _EventsStream(self)
+        self._decoder = I_Decoder(self._cd, self._ext)
+        self.stream = I_EventsStream(self)
         self.sent_events: np.ndarray | None = None
         self.sent_triggers: np.ndarray | None = None
 
-    def get_i_geometry(self) -> _Geometry:
-        return _Geometry(self.spec)
+    def _facility(self, getter: str, facility: Any) -> Any:
+        return None if getter in self.spec.missing else facility
 
-    def get_i_hw_identification(self) -> _HwIdentification:
-        return _HwIdentification(self.spec)
+    def get_i_geometry(self) -> _Geometry | None:
+        return self._facility("get_i_geometry", _Geometry(self.spec))
 
-    def get_i_ll_biases(self) -> _Biases:
-        return self.biases
+    def get_i_hw_identification(self) -> I_HW_Identification | None:
+        return self._facility("get_i_hw_identification", I_HW_Identification(self.spec))
 
-    def get_i_roi(self) -> _Roi:
-        return self.roi
+    def get_i_ll_biases(self) -> I_LL_Biases | None:
+        return self._facility("get_i_ll_biases", self.biases)
 
-    def get_i_erc_module(self) -> _Erc:
-        return self.erc
+    def get_i_roi(self) -> I_ROI | None:
+        return self._facility("get_i_roi", self.roi)
 
-    def get_i_trigger_in(self) -> _TriggerIn:
-        return self.trigger_in
+    def get_i_erc_module(self) -> I_ErcModule | None:
+        return self._facility("get_i_erc_module", self.erc)
 
-    def get_i_events_stream(self) -> _EventsStream:
-        return self.stream
+    def get_i_antiflicker_module(self) -> I_AntiFlickerModule | None:
+        return self._facility("get_i_antiflicker_module", self.antiflicker)
 
-    def get_i_events_stream_decoder(self) -> _StreamDecoder:
-        return self._decoder
+    def get_i_digital_event_mask(self) -> I_DigitalEventMask | None:
+        return self._facility("get_i_digital_event_mask", self.event_mask)
 
-    def get_i_event_cd_decoder(self) -> _EventDecoder:
-        return self._cd
+    def get_i_trigger_in(self) -> I_TriggerIn | None:
+        return self._facility("get_i_trigger_in", self.trigger_in)
 
-    def get_i_event_ext_trigger_decoder(self) -> _EventDecoder:
-        return self._ext
+    def get_i_events_stream(self) -> I_EventsStream | None:
+        return self._facility("get_i_events_stream", self.stream)
 
-    def _make_buffers(self) -> list[RawDataBuffer]:
-        """What the sensor sends under the current ROI and trigger-in settings, as EVT3 buffers."""
+    def get_i_events_stream_decoder(self) -> I_Decoder | None:
+        return self._facility("get_i_events_stream_decoder", self._decoder)
+
+    def get_i_event_cd_decoder(self) -> _EventDecoder | None:
+        return self._facility("get_i_event_cd_decoder", self._cd)
+
+    def get_i_event_ext_trigger_decoder(self) -> _EventDecoder | None:
+        return self._facility("get_i_event_ext_trigger_decoder", self._ext)
+
+    def _make_buffers(self) -> list[Any]:
+        """What the sensor sends under the current ROI, mask and trigger-in settings, as EVT3 buffers."""
         from rig.evt3 import EVT3Writer, empty_events, empty_triggers
 
         spec = self.spec
@@ -350,6 +684,10 @@ class FakeDevice:
             keep = ((ev["x"] >= w.x) & (ev["x"] < w.x + w.width)
                     & (ev["y"] >= w.y) & (ev["y"] < w.y + w.height))
             ev = ev[keep]
+        masked = self.event_mask.masked()
+        if masked:
+            index = ev["y"].astype(np.int64) * spec.width + ev["x"]
+            ev = ev[~np.isin(index, [y * spec.width + x for x, y in masked])]
         tr = tr[np.isin(tr["id"], sorted(self.trigger_in.enabled))]
         self.sent_events, self.sent_triggers = ev, tr
         t_end = max(int(ev["t"][-1]) if len(ev) else 0, int(tr["t"][-1]) if len(tr) else 0) + 1
@@ -368,13 +706,14 @@ class FakeDevice:
             writer.close()
             body = path.read_bytes()[header_bytes:]
         offset = 0
+        make = _buffer_type()
         for size, (e, t) in zip(sizes, parts, strict=True):
             cd = np.zeros(len(e), EVENT_CD_DTYPE)
             for name in ("x", "y", "p", "t"):
                 cd[name] = e[name]
             ext = np.zeros(len(t), EVENT_EXT_TRIGGER_DTYPE)
             ext["t"], ext["id"], ext["p"] = t["t"], t["id"], t["value"]
-            buffers.append(RawDataBuffer(body[offset:offset + size], cd, ext))
+            buffers.append(make(body[offset:offset + size], cd, ext))
             offset += size
         return buffers
 
@@ -385,35 +724,37 @@ class CameraDescription:
         self.integrator_name = "Prophesee"
         self.plugin_name = spec.plugin
         self.connection = "USB_LINK"
-        self.system_id = 49
+        if _major() == 4:  # PluginCameraDescription.system_id: removed in 5.0
+            self.system_id = 49
 
 
 class DeviceDiscovery:
     @staticmethod
     def open(serial: str) -> FakeDevice | None:
-        for spec in _WORLD["cameras"]:
+        for spec in _STATE["cameras"]:
             if serial in ("", spec.serial):
                 device = FakeDevice(spec)
-                _WORLD["opened"].append(device)
+                _STATE["opened"].append(device)
                 return device
         return None
 
     @staticmethod
     def list() -> list[str]:
-        return [f"Prophesee:{spec.plugin}:{spec.serial}" for spec in _WORLD["cameras"]]
+        return [f"Prophesee:{spec.plugin}:{spec.serial}" for spec in _STATE["cameras"]]
 
     @staticmethod
     def list_available_sources() -> list[CameraDescription]:
-        return [CameraDescription(spec) for spec in _WORLD["cameras"]]
+        return [CameraDescription(spec) for spec in _STATE["cameras"]]
 
 
-_WORLD: dict[str, list[Any]] = {"cameras": [], "opened": []}
-
-
-def reset(*specs: CameraSpec) -> None:
-    _WORLD["cameras"] = list(specs)
-    _WORLD["opened"] = []
+def reset(*specs: CameraSpec, openeb_version: str = DEFAULT_VERSION) -> None:
+    """Attached cameras, and which OpenEB release the module behaves as."""
+    if openeb_version not in OPENEB_VERSIONS:
+        raise ValueError(f"fake metavision_hal knows OpenEB {OPENEB_VERSIONS}, not {openeb_version}")
+    _STATE["version"] = openeb_version
+    _STATE["cameras"] = list(specs)
+    _STATE["opened"] = []
 
 
 def opened() -> list[FakeDevice]:
-    return list(_WORLD["opened"])
+    return list(_STATE["opened"])

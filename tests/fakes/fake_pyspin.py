@@ -27,20 +27,69 @@ from typing import Any
 
 import numpy as np
 
-# Error codes (Spinnaker's spinError values).
+# Error codes: Spinnaker 4.0's `Spinnaker::Error` (SpinnakerDefs.h), which PySpin exposes by the same
+# names. Spinnaker 1.x/2.x named the GenICam ones GENICAM_ERR_* (GENICAM_ERR_ACCESS = -2006, ...);
+# 3.0 renamed them SPINNAKER_ERR_GENICAM_*. This fake is Spinnaker 4.0 (LibraryVersion 4.0.0.116).
 SPINNAKER_ERR_SUCCESS = 0
 SPINNAKER_ERR_ERROR = -1001
 SPINNAKER_ERR_NOT_INITIALIZED = -1002
+SPINNAKER_ERR_NOT_IMPLEMENTED = -1003
 SPINNAKER_ERR_RESOURCE_IN_USE = -1004
 SPINNAKER_ERR_ACCESS_DENIED = -1005
 SPINNAKER_ERR_INVALID_HANDLE = -1006
+SPINNAKER_ERR_INVALID_ID = -1007
+SPINNAKER_ERR_NO_DATA = -1008
 SPINNAKER_ERR_INVALID_PARAMETER = -1009
 SPINNAKER_ERR_IO = -1010
 SPINNAKER_ERR_TIMEOUT = -1011
+SPINNAKER_ERR_ABORT = -1012
+SPINNAKER_ERR_INVALID_BUFFER = -1013
 SPINNAKER_ERR_NOT_AVAILABLE = -1014
-GENICAM_ERR_INVALID_ARGUMENT = -2001
-GENICAM_ERR_OUT_OF_RANGE = -2002
-GENICAM_ERR_ACCESS_DENIED = -2006
+SPINNAKER_ERR_INVALID_ADDRESS = -1015
+SPINNAKER_ERR_BUFFER_TOO_SMALL = -1016
+SPINNAKER_ERR_INVALID_INDEX = -1017
+SPINNAKER_ERR_PARSING_CHUNK_DATA = -1018
+SPINNAKER_ERR_INVALID_VALUE = -1019
+SPINNAKER_ERR_RESOURCE_EXHAUSTED = -1020
+SPINNAKER_ERR_OUT_OF_MEMORY = -1021
+SPINNAKER_ERR_BUSY = -1022
+SPINNAKER_ERR_IP_CONFLICT = -1023
+SPINNAKER_ERR_GENICAM_INVALID_ARGUMENT = -2001
+SPINNAKER_ERR_GENICAM_OUT_OF_RANGE = -2002
+SPINNAKER_ERR_GENICAM_PROPERTY = -2003
+SPINNAKER_ERR_GENICAM_RUN_TIME = -2004
+SPINNAKER_ERR_GENICAM_LOGICAL = -2005
+SPINNAKER_ERR_GENICAM_ACCESS = -2006
+SPINNAKER_ERR_GENICAM_TIMEOUT = -2007
+SPINNAKER_ERR_GENICAM_DYNAMIC_CAST = -2008
+SPINNAKER_ERR_GENICAM_GENERIC = -2009
+SPINNAKER_ERR_GENICAM_BAD_ALLOCATION = -2010
+SPINNAKER_ERR_IM_CONVERT = -3001
+SPINNAKER_ERR_IM_COPY = -3002
+SPINNAKER_ERR_IM_MALLOC = -3003
+SPINNAKER_ERR_IM_NOT_SUPPORTED = -3004
+SPINNAKER_ERR_IM_HISTOGRAM_RANGE = -3005
+SPINNAKER_ERR_IM_HISTOGRAM_MEAN = -3006
+SPINNAKER_ERR_IM_MIN_MAX = -3007
+SPINNAKER_ERR_IM_COLOR_CONVERSION = -3008
+SPINNAKER_ERR_IM_DECOMPRESSION = -3009
+SPINNAKER_ERR_CUSTOM_ID = -10000
+
+# Image status (`Spinnaker::ImageStatus`, SpinnakerDefs.h 3.x/4.0; 1.x/2.x named them IMAGE_*).
+SPINNAKER_IMAGE_STATUS_UNKNOWN_ERROR = -1
+SPINNAKER_IMAGE_STATUS_NO_ERROR = 0
+SPINNAKER_IMAGE_STATUS_CRC_CHECK_FAILED = 1
+SPINNAKER_IMAGE_STATUS_DATA_OVERFLOW = 2
+SPINNAKER_IMAGE_STATUS_MISSING_PACKETS = 3
+SPINNAKER_IMAGE_STATUS_LEADER_BUFFER_SIZE_INCONSISTENT = 4
+SPINNAKER_IMAGE_STATUS_TRAILER_BUFFER_SIZE_INCONSISTENT = 5
+SPINNAKER_IMAGE_STATUS_PACKETID_INCONSISTENT = 6
+SPINNAKER_IMAGE_STATUS_MISSING_LEADER = 7
+SPINNAKER_IMAGE_STATUS_MISSING_TRAILER = 8
+SPINNAKER_IMAGE_STATUS_DATA_INCOMPLETE = 9
+SPINNAKER_IMAGE_STATUS_INFO_INCONSISTENT = 10
+SPINNAKER_IMAGE_STATUS_CHUNK_DATA_INVALID = 11
+SPINNAKER_IMAGE_STATUS_NO_SYSTEM_RESOURCES = 12
 
 # Node interface types (intfIValue ... as PySpin names them).
 intfIValue, intfIBase, intfIInteger, intfIBoolean, intfICommand = 0, 1, 2, 3, 4
@@ -80,11 +129,11 @@ class _Node:
         if self.GetAccessMode() not in (RW, WO):
             raise SpinnakerException(
                 f"GenICam::AccessException= Node is not writable. : AccessException thrown in node "
-                f"'{self._name}' while calling '{self._name}.{what}()'", GENICAM_ERR_ACCESS_DENIED)
+                f"'{self._name}' while calling '{self._name}.{what}()'", SPINNAKER_ERR_GENICAM_ACCESS)
 
     def _check_read(self) -> None:
         if self.GetAccessMode() not in (RW, RO):
-            raise SpinnakerException(f"Node '{self._name}' is not readable", GENICAM_ERR_ACCESS_DENIED)
+            raise SpinnakerException(f"Node '{self._name}' is not readable", SPINNAKER_ERR_GENICAM_ACCESS)
 
 
 class _EnumEntry(_Node):
@@ -135,7 +184,7 @@ class _Enumeration(_Node):
                     self._on_set(name)
                 return
         raise SpinnakerException(f"Enumeration '{self._name}' has no entry with value {value}",
-                                 GENICAM_ERR_INVALID_ARGUMENT)
+                                 SPINNAKER_ERR_GENICAM_INVALID_ARGUMENT)
 
     def ToString(self) -> str:  # noqa: N802
         return self._current
@@ -160,7 +209,7 @@ class _Float(_Node):
         self._check_write("SetValue")
         if not self._min <= value <= self._max:
             raise SpinnakerException(f"Value {value} must be between {self._min} and {self._max} "
-                                     f"for node '{self._name}'", GENICAM_ERR_OUT_OF_RANGE)
+                                     f"for node '{self._name}'", SPINNAKER_ERR_GENICAM_OUT_OF_RANGE)
         self._value = float(value)
 
     def GetMin(self) -> float:  # noqa: N802
@@ -186,7 +235,7 @@ class _Integer(_Node):
         self._check_write("SetValue")
         if not self._min <= value <= self._max:
             raise SpinnakerException(f"Value {value} out of range for '{self._name}'",
-                                     GENICAM_ERR_OUT_OF_RANGE)
+                                     SPINNAKER_ERR_GENICAM_OUT_OF_RANGE)
         self._value = int(value)
 
     def GetMin(self) -> int:  # noqa: N802
@@ -245,9 +294,11 @@ class _String(_Node):
 
 
 def _cast(kind: type, node: Any) -> Any:
+    """A null or wrongly typed node pointer. (Spinnaker raises when it is dereferenced, with
+    SPINNAKER_ERR_GENICAM_LOGICAL; here already at the cast.)"""
     if node is None or not isinstance(node, kind):
-        raise SpinnakerException("Invalid pointer cast (node missing or of another type)",
-                                 SPINNAKER_ERR_INVALID_HANDLE)
+        raise SpinnakerException("LogicalErrorException NULL pointer dereferenced",
+                                 SPINNAKER_ERR_GENICAM_LOGICAL)
     return node
 
 
@@ -334,7 +385,7 @@ class ImagePtr:
         return self._incomplete
 
     def GetImageStatus(self) -> int:  # noqa: N802
-        return 3 if self._incomplete else 0  # SPINNAKER_IMAGE_STATUS_DATA_INCOMPLETE / NO_ERROR
+        return SPINNAKER_IMAGE_STATUS_DATA_INCOMPLETE if self._incomplete else SPINNAKER_IMAGE_STATUS_NO_ERROR
 
     def GetNDArray(self) -> np.ndarray:  # noqa: N802
         self._alive()
