@@ -240,3 +240,53 @@ def test_convert_of_a_raw_file_gives_the_root_layout(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "r.h5", "r") as f, DsecReader(tmp_path / "r.h5") as r:
         assert int(f["t_offset"][()]) == 7_000 and "ms_to_idx" in f and "t_offset" not in f["events"]
         np.testing.assert_array_equal(r.read_index(0, len(r)), ev)
+
+
+_FUZZ_CHILD = r"""
+import sys, random, numpy as np
+from pathlib import Path
+from rig.evt.errors import EventFileError
+from rig.evt.files import open_events
+src = Path(sys.argv[1]).read_bytes()
+rng = random.Random(int(sys.argv[3]))
+out = Path(sys.argv[2])
+bad = []
+for k in range(int(sys.argv[4])):
+    data = bytearray(src)
+    if k % 3 == 0:
+        data = data[: rng.randrange(8, len(data))]  # truncated
+    else:
+        for _ in range(rng.randrange(1, 40)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    out.write_bytes(bytes(data))
+    try:
+        reader = open_events(out)
+        ev, _ = reader.read_all()
+        assert ev.size <= 20000
+    except EventFileError as e:
+        if str(out) not in str(e):
+            bad.append(f"case {k}: message without the file name: {e}")
+    except Exception as e:  # noqa: BLE001
+        bad.append(f"case {k}: {type(e).__name__}: {e}")
+print("\n".join(bad) if bad else "OK")
+"""
+
+
+def test_damaged_dsec_files_give_a_clear_error_or_what_is_readable(tmp_path: Path) -> None:
+    """Fuzz (truncation, random byte changes) in a child process: only EventFileError naming the
+    file, or the readable events; no other exception, no hang, no crash of the process."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(3)
+    ev = np.zeros(20000, EVENT_DTYPE)
+    ev["t"] = np.sort(rng.integers(0, 2_000_000, ev.size))
+    ev["x"] = rng.integers(0, 640, ev.size)
+    ev["y"] = rng.integers(0, 480, ev.size)
+    with DsecWriter(tmp_path / "good.h5", chunk_events=2048) as w:
+        w.append(ev)
+    res = subprocess.run([sys.executable, "-c", _FUZZ_CHILD, str(tmp_path / "good.h5"),
+                          str(tmp_path / "bad.h5"), "7", "60"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"child died ({res.returncode}): {res.stderr[-2000:]}"
+    assert res.stdout.strip() == "OK", res.stdout[-3000:]

@@ -89,3 +89,15 @@ EVT21_WORD_NAMES = (
     "OTHERS",
     "CONTINUED",
 )
+
+
+def widen_time_span(first: int | None, last: int | None, *arrays: np.ndarray
+                    ) -> tuple[int | None, int | None]:
+    """The (first, last) time over `first`/`last` so far and each array's first and last `t`
+    (time-sorted arrays: the running span every reader keeps across its chunks)."""
+    for arr in arrays:
+        if arr.size:
+            a, b = int(arr["t"][0]), int(arr["t"][-1])
+            first = a if first is None else min(first, a)
+            last = b if last is None else max(last, b)
+    return first, last

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rig.evt.common import EVENT_DTYPE, MAX_ANOMALY_SAMPLES, TRIGGER_DTYPE
+from rig.evt.common import EVENT_DTYPE, MAX_ANOMALY_SAMPLES, TRIGGER_DTYPE, widen_time_span
 from rig.evt.errors import EventFileError
 from rig.evt.header import RawHeader, parse_header, read_header
 from rig.evt.reader import DecodeStats
@@ -211,11 +211,7 @@ class FixedRecordReader:
     def _account(self, events: np.ndarray, triggers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._n_events += events.size
         self._n_triggers += triggers.size
-        for arr in (events, triggers):
-            if arr.size:
-                first, last = int(arr["t"][0]), int(arr["t"][-1])
-                self._t_first = first if self._t_first is None else min(self._t_first, first)
-                self._t_last = last if self._t_last is None else max(self._t_last, last)
+        self._t_first, self._t_last = widen_time_span(self._t_first, self._t_last, events, triggers)
         return events, triggers
 
     def _finish(self) -> None:

@@ -309,6 +309,12 @@ class DsecReader:
             self.ms_to_idx = ms[:].astype(np.int64) if ms is not None else None
             self.rectify_map = (self._file[RECTIFY_MAP][()] if RECTIFY_MAP in self._file
                                 else None)
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
+            self._file.close()
+            if isinstance(e, EventFileError):
+                raise
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise EventFileError(f"{self.path}: damaged DSEC file ({why})") from None
         except BaseException:
             self._file.close()
             raise
@@ -341,14 +347,21 @@ class DsecReader:
         return (self.t_offset_us + int(self._t[0]), self.t_offset_us + int(self._t[-1]))
 
     def read_index(self, i0: int, i1: int) -> np.ndarray:
-        """Events [i0, i1) as EVENT_DTYPE with absolute t and sensor pixels."""
+        """Events [i0, i1) as EVENT_DTYPE with absolute t and sensor pixels.
+
+        A damaged HDF5 chunk raises `EventFileError` naming the file and the event range.
+        """
         g = self.group
         out = np.empty(max(0, i1 - i0), EVENT_DTYPE)
         if out.size:
-            out["t"] = g["t"][i0:i1].astype(np.int64) + self.t_offset_us
-            out["x"] = g["x"][i0:i1]
-            out["y"] = g["y"][i0:i1]
-            out["p"] = g["p"][i0:i1]
+            try:
+                out["t"] = g["t"][i0:i1].astype(np.int64) + self.t_offset_us
+                out["x"] = g["x"][i0:i1]
+                out["y"] = g["y"][i0:i1]
+                out["p"] = g["p"][i0:i1]
+            except (OSError, ValueError, KeyError, RuntimeError) as e:
+                raise EventFileError(f"{self.path}: events {i0}..{i1} unreadable "
+                                     f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         return out
 
     def rectified(self, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -381,24 +394,42 @@ class DsecReader:
 
     # -- the event-file reader interface (rig.evt.files) ---------------------------------------
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Chunks of `chunk_events`; a damaged chunk ends the file there (an "unreadable"
+        anomaly at that event index in `stats`), as a truncated RAW file ends where it broke."""
         n = len(self)
-        triggers = self.triggers()
+        done = 0
         for i0 in range(0, n, self.chunk_events):
-            yield self.read_index(i0, min(n, i0 + self.chunk_events)), np.zeros(0, TRIGGER_DTYPE)
+            try:
+                events = self.read_index(i0, min(n, i0 + self.chunk_events))
+            except EventFileError:
+                self.stats.anomalies["unreadable"] = 1
+                self.stats.anomaly_samples = [(i0, "unreadable from this event index on")]
+                break
+            done = i0 + events.size
+            yield events, np.zeros(0, TRIGGER_DTYPE)
+        try:
+            triggers = self.triggers()
+        except (OSError, ValueError, KeyError, RuntimeError):
+            triggers = np.zeros(0, TRIGGER_DTYPE)
+            self.stats.anomalies["unreadable_triggers"] = 1
         if triggers.size:
             yield np.zeros(0, EVENT_DTYPE), triggers
-        self._fill_stats(n, triggers)
+        self._fill_stats(done, triggers)
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
-        events, triggers = self.read_index(0, len(self)), self.triggers()
-        self._fill_stats(len(self), triggers)
-        return events, triggers
+        """Every readable event and the trigger edges (see `__iter__` for damaged files)."""
+        parts = list(self)
+        events = [e for e, _ in parts if e.size]
+        triggers = [t for _, t in parts if t.size]
+        return (np.concatenate(events) if events else np.zeros(0, EVENT_DTYPE),
+                np.concatenate(triggers) if triggers else np.zeros(0, TRIGGER_DTYPE))
 
     def _fill_stats(self, n: int, triggers: np.ndarray) -> None:
         s = self.stats
         s.events, s.triggers = n, int(triggers.size)
         if n:
-            s.t_first_us, s.t_last_us = self.t_range_us
+            s.t_first_us = self.t_offset_us + int(self._t[0])
+            s.t_last_us = self.t_offset_us + int(self._t[n - 1])
 
     def progress_total(self) -> int:
         return len(self) * 9

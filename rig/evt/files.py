@@ -78,7 +78,7 @@ def _describe(head: bytes) -> str:
     """The first bytes of a file, printable, for an error message."""
     sample = head[:24]
     text = sample.decode("ascii", errors="replace")
-    if all(c.isprintable() for c in text):
+    if all(c.isprintable() or c in "\r\n\t" for c in text):
         return repr(text)
     return sample.hex(" ")
 

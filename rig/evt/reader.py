@@ -36,6 +36,7 @@ from rig.evt.common import (
     N_ANOMALY_KINDS,
     TRIGGER_DTYPE,
     TRUNCATED,
+    widen_time_span,
 )
 from rig.evt.errors import EventFileError
 from rig.evt.header import RawHeader, read_header
@@ -358,11 +359,7 @@ class RawReader:
         """Add decoded outputs to the running totals (counts, first and last time)."""
         self._n_events += events.size
         self._n_triggers += triggers.size
-        for arr in (events, triggers):
-            if arr.size:
-                first, last = int(arr["t"][0]), int(arr["t"][-1])
-                self._t_first = first if self._t_first is None else min(self._t_first, first)
-                self._t_last = last if self._t_last is None else max(self._t_last, last)
+        self._t_first, self._t_last = widen_time_span(self._t_first, self._t_last, events, triggers)
         return events, triggers
 
     def _finish(self, trailing_bytes: int) -> DecodeStats:
