@@ -33,6 +33,7 @@ from dataset.representations import (
     apply_event_frame_scale,
     apply_voxel_grid_stats,
     event_frame_with_scale,
+    splat_density,
     voxel_grid,
     voxel_grid_stats,
 )
@@ -96,6 +97,7 @@ class RPEASequence:
         self.t_offset_us = t_offset_of(f)
         self._rectify_map: np.ndarray | None = None
         self._rectify_loaded = False
+        self._density: np.ndarray | None = None
         self.has_masks = "masks" in f
         pairs = f["pairs"]
         self.pairs = {k: pairs[k][()] for k in pairs.keys()}
@@ -132,6 +134,7 @@ class RPEASequence:
         state = dict(self.__dict__)
         state["_h5"], state["_pid"], state["_ds"] = None, -1, {}
         state["_rectify_map"], state["_rectify_loaded"] = None, False  # re-read by the worker
+        state["_density"] = None
         return state
 
     def __len__(self) -> int:
@@ -166,6 +169,14 @@ class RPEASequence:
             self._rectify_loaded = True
         return self._rectify_map
 
+    @property
+    def density(self) -> np.ndarray | None:
+        """The sub-pixel splat's divisor on this file's grid (`splat_density` of every sensor
+        pixel's grid position), None for schema 1.0 files (events stored on grid pixels)."""
+        if self._density is None and self.rectify_map is not None:
+            self._density = splat_density(self.rectify_map.reshape(-1, 2), (self.height, self.width))
+        return self._density
+
     def events(self, i: int) -> PairEvents:
         """The pair's events, sliced by `pairs/event_idx0:event_idx1`, placed on the grid."""
         a, b = int(self.pairs["event_idx0"][i]), int(self.pairs["event_idx1"][i])
@@ -198,18 +209,25 @@ class RPEASequence:
         if kind not in ("frame", "voxel"):
             raise ValueError(f"unknown event representation {kind!r} (use 'frame' or 'voxel')")
         e = self.events(i)
-        x, y, _ = nearest_grid_pixels(e.x, e.y, self.height, self.width)
+        density = self.density
+        x: np.ndarray
+        y: np.ndarray
+        if density is None:  # schema 1.0: events stored on grid pixels
+            x, y, _ = nearest_grid_pixels(e.x, e.y, self.height, self.width)
+        else:  # sensor pixels through the rectify map: splatted sub-pixel
+            x, y = e.x.astype(np.float64), e.y.astype(np.float64)
         if shift_xy[0]:
-            x += shift_xy[0]
+            x = x + shift_xy[0]
         if shift_xy[1]:
-            y += shift_xy[1]
+            y = y + shift_xy[1]
         shape = (self.height, self.width)
         frame_scale: float = 0.0
         voxel_stats: tuple[float, float] | None = None
         if kind == "frame":
-            full, frame_scale = event_frame_with_scale(x, y, e.t_us, e.p, shape, e.t0_us, e.t1_us)
+            full, frame_scale = event_frame_with_scale(x, y, e.t_us, e.p, shape, e.t0_us, e.t1_us,
+                                                       density=density)
         else:
-            full = voxel_grid(x, y, e.t_us, e.p, shape, bins, e.t0_us, e.t1_us)
+            full = voxel_grid(x, y, e.t_us, e.p, shape, bins, e.t0_us, e.t1_us, density=density)
             voxel_stats = voxel_grid_stats(full) if normalize else None
         y0, x0, ch, cw = window if window is not None else (0, 0, self.height, self.width)
         rep = crop_window(full, 1, y0, x0, ch, cw, 0, flip)

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from dataset.cli import main as rpea_main
 from dataset.events import DsecReader, DsecWriter, compression, convert_to_dsec
 from dataset.reader import RPEASequence
+from dataset.representations import event_frame
 from dataset.rpea_check import check_sequence
 from dataset.rpea_format import SCHEMA_VERSION, SequenceWriter, identity_rectify_map
 from rig.evt import EVENT_DTYPE, TRIGGER_DTYPE, encode
@@ -170,11 +171,13 @@ def test_rpea_sequence_stores_sensor_pixels_and_the_reader_applies_the_rectify_m
     np.testing.assert_allclose(e.x, x * 1.7 + 0.3, rtol=1e-6)
     np.testing.assert_allclose(e.y, y * 1.5 + 0.6, rtol=1e-6)
     assert list(e.x_sensor) == list(x)
-    frame = seq.representation(0, "frame", normalize=False)
-    on = np.argwhere(frame[0] > 0)  # (row, col) of the ON counts: the nearest grid pixels
-    want = sorted(zip(np.floor(y * 1.5 + 0.6 + 0.5).astype(int), np.floor(x * 1.7 + 0.3 + 0.5).astype(int),
-                      strict=True))
-    assert sorted(map(tuple, on.tolist())) == want
+    plain = event_frame(e.x, e.y, e.t_us, e.p, (h, w), e.t0_us, e.t1_us)  # splat, no density
+    assert plain[0].sum() == pytest.approx(4.0)  # each event's weight is 1, spread sub-pixel
+    rows, cols = np.mgrid[0:h, 0:w]
+    assert (plain[0] * cols).sum() / 4 == pytest.approx(float(e.x.mean()), abs=1e-4)
+    assert (plain[0] * rows).sum() / 4 == pytest.approx(float(e.y.mean()), abs=1e-4)
+    frame = seq.representation(0, "frame", normalize=False)  # the same pixels, density-divided
+    assert np.array_equal(frame[0] > 0, plain[0] > 0) and np.array_equal(frame[2] > 0, plain[0] > 0)
     probs, counts = check_sequence(path, alignment=False)
     assert counts == (1, 1) and not [p for p in probs if p.level == "error"], probs
 
@@ -290,3 +293,32 @@ def test_damaged_dsec_files_give_a_clear_error_or_what_is_readable(tmp_path: Pat
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, f"child died ({res.returncode}): {res.stderr[-2000:]}"
     assert res.stdout.strip() == "OK", res.stdout[-3000:]
+
+
+def test_a_uniform_flood_gives_a_flat_frame_without_holes(tmp_path: Path) -> None:
+    """The aligned grid is finer than the sensor's sampling (here 1.4x, with barrel distortion):
+    nearest-pixel rounding leaves about half the pixels unreachable (a fixed hole pattern); the
+    sub-pixel splat divided by the splat density reaches every in-view pixel and a uniform flood
+    (every sensor pixel fires once) is flat."""
+    sh, sw = 30, 40
+    h, w = 46, 60
+    ys, xs = np.mgrid[0:sh, 0:sw].astype(np.float64)
+    u, v = (xs - sw / 2) / sw, (ys - sh / 2) / sh
+    r2 = u * u + v * v
+    scale = 1.4 * (1 - 0.08 * r2)  # barrel: pixels near the border are packed closer
+    rmap = np.stack([w / 2 + (xs - sw / 2) * scale, h / 2 + (ys - sh / 2) * scale], -1).astype(np.float32)
+    x, y = xs.ravel().astype(np.uint16), ys.ravel().astype(np.uint16)
+    _sequence_with_map(tmp_path / "s.h5", rmap, x, y, h, w)
+    seq = RPEASequence(tmp_path / "s.h5")
+    frame = seq.representation(0, "frame", normalize=False)
+    xi = np.floor(rmap[..., 0] + 0.5).astype(int).ravel()
+    yi = np.floor(rmap[..., 1] + 0.5).astype(int).ravel()
+    nearest = np.zeros((h, w), bool)
+    nearest[yi, xi] = True
+    inner = np.zeros((h, w), bool)  # the view less a 2-pixel margin
+    inner[int(rmap[..., 1].min()) + 2:int(rmap[..., 1].max()) - 1,
+          int(rmap[..., 0].min()) + 2:int(rmap[..., 0].max()) - 1] = True
+    assert nearest[inner].mean() < 0.6  # what rounding gave: holes
+    counts = frame[0][inner]
+    assert (counts > 0).all() and (frame[2][inner] > 0).all()  # no holes, counts or time
+    assert counts.std() / counts.mean() < 1e-4  # flat

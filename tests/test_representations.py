@@ -80,3 +80,25 @@ def test_normalisers():
     nz = nv[v != 0]
     assert abs(nz.mean()) < 1e-5 and nz.std() == pytest.approx(1.0, rel=1e-4)
     assert (nv[v == 0] == 0).all()
+
+
+def test_subpixel_positions_are_splatted_bilinearly():
+    """Float positions spread each event over its four neighbours: the weights sum to one per
+    event and their centroid is the event's position; the voxel grid keeps ON - OFF."""
+    x = np.array([2.25, 5.5, 7.0])
+    y = np.array([3.75, 1.0, 6.5])
+    t = np.array([10, 20, 30])
+    p = np.array([1, 1, 0])
+    frame = event_frame(x, y, t, p, (9, 10), 0, 40)
+    on = frame[0]
+    assert on.sum() == pytest.approx(2.0)
+    rows, cols = np.mgrid[0:9, 0:10]
+    assert (on * cols).sum() / 2 == pytest.approx((2.25 + 5.5) / 2)
+    assert (on * rows).sum() / 2 == pytest.approx((3.75 + 1.0) / 2)
+    assert on[3, 2] == pytest.approx(0.75 * 0.25) and on[4, 3] == pytest.approx(0.25 * 0.75)
+    assert frame[1].sum() == pytest.approx(1.0) and frame[1][6, 7] == pytest.approx(0.5)
+    assert frame[2][4, 2] == pytest.approx(10 / 40)  # the time reaches every touched pixel
+    grid = voxel_grid(x, y, t, p, (9, 10), 4, 0, 40)
+    assert grid.sum() == pytest.approx(1.0)  # 2 ON - 1 OFF
+    ints = event_frame(np.rint(x).astype(int), np.rint(y).astype(int), t, p, (9, 10), 0, 40)
+    assert ints[0].sum() == 2 and np.count_nonzero(ints[0]) == 2  # integer input: nearest, as before
