@@ -15,6 +15,7 @@ import click
 from click.core import ParameterSource
 
 if TYPE_CHECKING:
+    from calibration.board import Board
     from common.workspace import Workspace
 
 
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
               help="Glob (or folder) of camera-1 images, paired by sorted order.")
 @click.option("--event-images", default=None,
               help="Glob (or folder) of camera-2 images (event accumulations or a 2nd camera).")
+@click.option("--events", "events_glob", default=None, metavar="GLOB",
+              help="Event-only calibration: glob (or folder) of event recordings of a blinking "
+                   "board, one pose each (any format rig events reads); writes K_event, "
+                   "dist_event, rms_event.")
 @click.option("--model", type=click.Choice(["homography", "stereo", "auto"]),
               default="homography", show_default=True,
               help="homography: coaxial beam-splitter rig; stereo: side-by-side rig; auto: pick "
@@ -72,7 +77,8 @@ if TYPE_CHECKING:
 @click.pass_context
 def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: float, out_dir: Path | None,
               sim: bool | None, session_dir: Path | None, frame_images: str | None,
-              event_images: str | None, model: str, min_depth_m: float, max_depth_m: float,
+              event_images: str | None, events_glob: str | None, model: str, min_depth_m: float,
+              max_depth_m: float,
               plane_depth_m: float | None, blink_hz: float | None, n_views: int,
               duration_s: float | None, seed: int, rate_hz: float, full_res: bool,
               rig_config: Path | None, keep_session: bool, no_joint_refine: bool,
@@ -86,6 +92,10 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
     workspace's recordings/ (`rig record --calibration`), or records one there: on the hardware
     when it is configured (rig.yaml), else on the simulated rig.
 
+    With --events GLOB it calibrates the event camera alone from recordings of a blinking board
+    (one pose per recording): OUT/calib.yaml then holds K_event, dist_event, rms_event only
+    [default OUT: the workspace's calib/event_only/].
+
     \b
     Examples:
       rig calibrate --checkerboard                               # the workspace's way
@@ -93,6 +103,8 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
       rig calibrate --checkerboard --session recordings/cal01 --out calib/
       rig calibrate --checkerboard --frame-images 'left/*.png' \\
                     --event-images 'right/*.png' --model stereo --out calib_lr/
+      rig calibrate --checkerboard --events 'rec/calibration_*.aedat' \\
+                    --pattern 8x4 --square-mm 55 --out calib_ev/   # event camera alone
       rig calibrate --show-pattern --blink-hz 5 --screen 2560x1440   # on the rig's monitor
       rig calibrate export --format kalibr                       # calib/camchain.yaml
 
@@ -124,9 +136,13 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
     if not checkerboard:
         raise click.UsageError("say how to calibrate: --checkerboard (or --show-pattern)")
     sources = [sim is not None, session_dir is not None, bool(frame_images or event_images)]
-    if sum(sources) > 1:
+    if sum(sources) + (events_glob is not None) > 1:
         raise click.UsageError("give one source of views: --sim/--hardware, --session DIR, "
-                               "or --frame-images GLOB --event-images GLOB (or none: the workspace's)")
+                               "--frame-images GLOB --event-images GLOB, or --events GLOB "
+                               "(or none: the workspace's)")
+    if events_glob is not None:
+        _calibrate_events(events_glob, board, out_dir, blink_hz, quiet)
+        return
     if bool(frame_images) != bool(event_images):
         raise click.UsageError("--frame-images and --event-images go together")
     from common.workspace import WorkspaceError, load_workspace, show_path
@@ -175,6 +191,34 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
     except (ValueError, RuntimeError, OSError) as e:
         raise click.ClickException(str(e)) from None
     for line in summary_lines(res):
+        click.echo(line)
+
+
+def _calibrate_events(events_glob: str, board: Board, out_dir: Path | None,
+                      blink_hz: float | None, quiet: bool) -> None:
+    """`--events GLOB`: the event camera's intrinsics alone, from blinking-board recordings."""
+    from calibration.event_only import calibrate_event_only, expand_event_glob, summary_lines
+    from rig.evt.errors import EventFileError
+
+    if out_dir is None:
+        from common.workspace import WorkspaceError, load_workspace
+
+        try:
+            ws = load_workspace()
+        except WorkspaceError as exc:
+            raise click.ClickException(str(exc)) from None
+        out_dir = ws.calib / "event_only"  # not calib/calib.yaml: the builder needs a full one
+        click.echo(f"calibration: {ws.show(out_dir)} (event only)", err=True)
+    try:
+        paths = expand_event_glob(events_glob)
+        if not quiet:
+            click.echo(f"event-only calibration from {len(paths)} recording(s) ...", err=True)
+        res = calibrate_event_only(paths, board, out_dir, blink_hz=blink_hz)
+    except EventFileError as e:
+        raise click.ClickException(f"not an event file: {e}") from None
+    except (ValueError, RuntimeError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    for line in summary_lines(res, out_dir):
         click.echo(line)
 
 

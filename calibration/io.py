@@ -21,6 +21,8 @@ CALIB_VERSION = "1.0"
 #: A matrix that `Calibration.__post_init__` derives from the others (files that omit it).
 _UNSET = np.empty((0, 0))
 MODELS = ("homography", "stereo")
+#: `model` of a calib.yaml that holds the event camera's intrinsics only (`rig calibrate --events`).
+EVENT_ONLY_MODEL = "event_only"
 
 
 class CalibrationFileError(ValueError):
@@ -179,6 +181,11 @@ def load_calibration(path: str | os.PathLike[str]) -> Calibration:
         return out
 
     model = node("model").string()
+    if model == EVENT_ONLY_MODEL:
+        raise CalibrationFileError(
+            f"{path}: an event-only calibration (K_event, dist_event; no frame camera, no "
+            "alignment): this needs a full rig calibration (rig calibrate --checkerboard with "
+            "frames and events); read event intrinsics with calibration.io.load_event_calibration")
     if model not in MODELS:
         raise CalibrationFileError(f"{path}: unknown model {model!r} (expected {MODELS})")
     stereo = None
@@ -198,3 +205,81 @@ def load_calibration(path: str | os.PathLike[str]) -> Calibration:
         plane_depth_m=plane if plane > 0 else float("inf"), stereo=stereo, info=mapping("info"))
     fs.release()
     return calib
+
+
+# ---- event-only calibration (`rig calibrate --checkerboard --events GLOB`) ----------------------
+@dataclass
+class EventCalibration:
+    """The event camera's intrinsics alone: what an event-only calib.yaml holds."""
+
+    K_event: np.ndarray
+    dist_event: np.ndarray  # (5,)
+    size_event: tuple[int, int]  # (W, H)
+    rms_event: float
+    info: dict[str, str | float | int] = field(default_factory=dict)
+    yaml_text: str = ""
+
+
+def event_yaml_text(calib: EventCalibration) -> str:
+    """The calib.yaml text of an event-only calibration (model `event_only`)."""
+    fs = cv2.FileStorage("", cv2.FILE_STORAGE_WRITE | cv2.FILE_STORAGE_MEMORY
+                         | cv2.FILE_STORAGE_FORMAT_YAML)
+    fs.write("calib_version", CALIB_VERSION)
+    fs.write("model", EVENT_ONLY_MODEL)
+    fs.write("convention", "event camera only; pixel centres at integers; dist = k1 k2 p1 p2 k3; "
+                           "size is [W, H]")
+    _write_mat(fs, "K_event", calib.K_event)
+    _write_mat(fs, "dist_event", np.asarray(calib.dist_event).reshape(1, -1))
+    fs.write("size_event", np.asarray(calib.size_event, np.int32).reshape(1, 2))
+    fs.write("rms_event", float(calib.rms_event))
+    fs.startWriteStruct("info", cv2.FileNode_MAP)
+    for key, item in calib.info.items():
+        fs.write(key, item if isinstance(item, str) else float(item))
+    fs.endWriteStruct()
+    return fs.releaseAndGetString()
+
+
+def save_event_calibration(calib: EventCalibration, path: str | os.PathLike[str]) -> None:
+    """Write an event-only calib.yaml atomically."""
+    text = event_yaml_text(calib)
+    write_text_atomic(path, text)
+    calib.yaml_text = text
+
+
+def load_event_calibration(path: str | os.PathLike[str]) -> EventCalibration:
+    """The event camera's intrinsics from an event-only calib.yaml or from a full one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "calib.yaml"
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise CalibrationFileError(f"{path}: cannot read calibration file ({e.strerror})") from None
+    try:
+        fs = cv2.FileStorage(text, cv2.FILE_STORAGE_READ | cv2.FILE_STORAGE_MEMORY)
+    except cv2.error as e:
+        raise CalibrationFileError(f"{path}: not an OpenCV FileStorage file ({e.msg.strip()})") \
+            from None
+    out: dict[str, np.ndarray] = {}
+    for name, n_vals in (("K_event", 9), ("dist_event", None), ("size_event", 2)):
+        node = fs.getNode(name)
+        m = None if node.empty() else node.mat()
+        if m is None:
+            raise CalibrationFileError(f"{path}: missing field {name!r}")
+        m = np.asarray(m, np.float64).ravel()
+        if n_vals is not None and m.size != n_vals:
+            raise CalibrationFileError(f"{path}: field {name!r} has {m.size} values, expected "
+                                       f"{n_vals}")
+        out[name] = m
+    rms_node = fs.getNode("rms_event")
+    rms = float(rms_node.real()) if not rms_node.empty() else float("nan")
+    info: dict[str, str | float | int] = {}
+    inode = fs.getNode("info")
+    if not inode.empty() and inode.isMap():
+        for key in inode.keys():
+            child = inode.getNode(key)
+            info[key] = child.string() if child.isString() else float(child.real())
+    fs.release()
+    w, h = (int(round(v)) for v in out["size_event"])
+    return EventCalibration(out["K_event"].reshape(3, 3), out["dist_event"], (w, h),
+                            rms, info, text)

@@ -213,10 +213,41 @@ def calibrate_views(vs: ViewSet, opts: CalibOptions) -> tuple[Calibration, dict]
         "heldout_views": [int(i) for i in held],
         "alignment_error_px": err,
         "labels": {str(i): s for i, s in vs.labels.items() if i in set(pairs)},
+        "views": _view_table(vs, mono_fr, mono_ev, ext, held),
     }
     if vs.truth is not None:
         report["truth"] = _truth_report(calib, vs.truth)
     return calib, report
+
+
+def _view_table(vs: ViewSet, mono_fr: MonoResult, mono_ev: MonoResult, ext: Extrinsics,
+                held: list[int]) -> dict[str, dict[str, str]]:
+    """Every view seen, per camera: "used", "held out", or why not (rejected by detection with
+    its reason, dropped as an outlier, or unpaired because the other camera lost the board)."""
+    table: dict[str, dict[str, str]] = {}
+    for i, label in vs.labels.items():
+        row = {"label": label}
+        for cam, corners, mono in (("frame", vs.frame_corners, mono_fr),
+                                   ("event", vs.event_corners, mono_ev)):
+            if i in vs.rejected[cam]:
+                status = f"rejected: {vs.rejected[cam][i]}"
+            elif i not in corners:
+                status = "not detected"
+            elif i in held:
+                status = "held out"
+            elif i in mono.dropped:
+                status = f"dropped: {mono.dropped[i]}"
+            elif i in ext.dropped:
+                status = f"dropped: {ext.dropped[i]}"
+            elif i in ext.view_ids:
+                status = "used"
+            elif i in mono.view_ids:
+                status = "used for this camera's intrinsics only (no pair)"
+            else:
+                status = "not used"
+            row[cam] = status
+        table[str(i)] = row
+    return table
 
 
 def _alignment_errors(calib: Calibration, vs: ViewSet, held: list[int],
