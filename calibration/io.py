@@ -107,22 +107,20 @@ def to_yaml_text(calib: Calibration) -> str:
     for key, val in calib.alignment_error_px.items():
         fs.write(key, float(val))
     fs.endWriteStruct()
-    fs.startWriteStruct("info", cv2.FileNode_MAP)
-    for key, item in calib.info.items():
-        fs.write(key, item if isinstance(item, str) else float(item))
-    fs.endWriteStruct()
+    _write_info(fs, calib.info)
     return fs.releaseAndGetString()
 
 
-def save_calibration(calib: Calibration, path: str | os.PathLike[str]) -> None:
-    """Write calib.yaml atomically (temp file in the same folder, then rename)."""
-    text = to_yaml_text(calib)
-    write_text_atomic(path, text)
-    calib.yaml_text = text
+def _write_info(fs: cv2.FileStorage, info: dict) -> None:
+    """The free-form `info` map (strings, or numbers written as floats)."""
+    fs.startWriteStruct("info", cv2.FileNode_MAP)
+    for key, item in info.items():
+        fs.write(key, item if isinstance(item, str) else float(item))
+    fs.endWriteStruct()
 
 
-def load_calibration(path: str | os.PathLike[str]) -> Calibration:
-    """Read calib.yaml; a missing field or a broken file raises CalibrationFileError."""
+def _open_storage(path: str | os.PathLike[str]) -> tuple[Path, str, cv2.FileStorage]:
+    """(path, text, FileStorage) of a calib.yaml (or the folder holding one), or one clear error."""
     path = Path(path)
     if path.is_dir():
         path = path / "calib.yaml"
@@ -135,6 +133,19 @@ def load_calibration(path: str | os.PathLike[str]) -> Calibration:
     except cv2.error as e:
         raise CalibrationFileError(f"{path}: not an OpenCV FileStorage file ({e.msg.strip()})") \
             from None
+    return path, text, fs
+
+
+def save_calibration(calib: Calibration, path: str | os.PathLike[str]) -> None:
+    """Write calib.yaml atomically (temp file in the same folder, then rename)."""
+    text = to_yaml_text(calib)
+    write_text_atomic(path, text)
+    calib.yaml_text = text
+
+
+def load_calibration(path: str | os.PathLike[str]) -> Calibration:
+    """Read calib.yaml; a missing field or a broken file raises CalibrationFileError."""
+    path, text, fs = _open_storage(path)
 
     def node(name: str, required: bool = True):
         n = fs.getNode(name)
@@ -232,10 +243,7 @@ def event_yaml_text(calib: EventCalibration) -> str:
     _write_mat(fs, "dist_event", np.asarray(calib.dist_event).reshape(1, -1))
     fs.write("size_event", np.asarray(calib.size_event, np.int32).reshape(1, 2))
     fs.write("rms_event", float(calib.rms_event))
-    fs.startWriteStruct("info", cv2.FileNode_MAP)
-    for key, item in calib.info.items():
-        fs.write(key, item if isinstance(item, str) else float(item))
-    fs.endWriteStruct()
+    _write_info(fs, calib.info)
     return fs.releaseAndGetString()
 
 
@@ -248,18 +256,7 @@ def save_event_calibration(calib: EventCalibration, path: str | os.PathLike[str]
 
 def load_event_calibration(path: str | os.PathLike[str]) -> EventCalibration:
     """The event camera's intrinsics from an event-only calib.yaml or from a full one."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "calib.yaml"
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise CalibrationFileError(f"{path}: cannot read calibration file ({e.strerror})") from None
-    try:
-        fs = cv2.FileStorage(text, cv2.FILE_STORAGE_READ | cv2.FILE_STORAGE_MEMORY)
-    except cv2.error as e:
-        raise CalibrationFileError(f"{path}: not an OpenCV FileStorage file ({e.msg.strip()})") \
-            from None
+    path, text, fs = _open_storage(path)
     out: dict[str, np.ndarray] = {}
     for name, n_vals in (("K_event", 9), ("dist_event", None), ("size_event", 2)):
         node = fs.getNode(name)
