@@ -327,8 +327,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as err:
         raise ValueError(
             f"{path}: holds objects other than tensors and plain containers, which are not "
-            "unpickled here (weights_only); save its state dict alone from a trusted copy, e.g. "
-            "torch.save(torch.load(p, weights_only=False)['state_dict'], out) "
+            "unpickled here (weights_only); in a session you trust, load the file with full "
+            "unpickling and torch.save its ['state_dict'] alone, then give that file "
             f"({str(err).splitlines()[0]})") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
