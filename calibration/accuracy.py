@@ -33,8 +33,9 @@ def truth_alignment_error(calib: Calibration, geometry: RigGeometry,
                           depths_m: tuple[float, ...] = (1.0, 10.0), step_px: int = 8,
                           ) -> dict[str, float]:
     """Alignment error against the simulator's truth on fronto-parallel planes (event-camera
-    z = depth), for the continuous map ("truth_<Z>_*") and for the nearest-pixel look-up table
-    the EventAligner applies ("truth_<Z>_lut_*", which adds up to 0.7 px of rounding)."""
+    z = depth), for the continuous map ("truth_<Z>_*"), for what the builder stores and the
+    reader applies (the float32 `rectify_map` of an RPEA file: "truth_<Z>_stored_*") and for the
+    nearest-pixel look-up table ("truth_<Z>_lut_*", which adds up to 0.7 px of rounding)."""
     we, he = calib.size_event
     u, v = np.meshgrid(np.arange(step_px // 2, we, step_px, dtype=np.float64),
                        np.arange(step_px // 2, he, step_px, dtype=np.float64))
@@ -44,11 +45,12 @@ def truth_alignment_error(calib: Calibration, geometry: RigGeometry,
     inside = (a[:, 0] >= 0) & (a[:, 0] <= w - 1) & (a[:, 1] >= 0) & (a[:, 1] <= h - 1)
     ev, a = ev[inside], a[inside]
     est = aligned_to_frame(calib, a)
+    est_stored = aligned_to_frame(calib, a.astype(np.float32).astype(np.float64))
     est_lut = aligned_to_frame(calib, np.rint(a))
     out: dict[str, float] = {}
     for z in depths_m:
         true = geometry.event_to_frame_pixels(ev, np.full(len(ev), z))
-        for tag, e in (("", est), ("lut_", est_lut)):
+        for tag, e in (("", est), ("stored_", est_stored), ("lut_", est_lut)):
             stats = _stats(np.linalg.norm(e - true, axis=1))
             for k in ("median", "p95", "max"):
                 out[f"truth_{depth_key(z)}_{tag}{k}"] = stats[k]

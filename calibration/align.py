@@ -60,6 +60,31 @@ def _map_events(x, y, lut_x, lut_y, valid, width, height, xa, ya, keep):
     return dropped
 
 
+def grid_coverage(positions_xy: np.ndarray, output_size: tuple[int, int]) -> dict[str, float]:
+    """Share of the aligned grid's pixels that events can reach, given every event pixel's
+    continuous grid position: `event_coverage` with the reader's bilinear splat (a pixel is
+    reached when some position lies less than one pixel from it in x and in y) and
+    `event_coverage_nearest` with rounding to the nearest pixel (what a stored integer grid gave).
+    """
+    w, h = (int(v) for v in output_size)
+    pos = np.asarray(positions_xy, np.float64).reshape(-1, 2)
+    pos = pos[np.isfinite(pos).all(axis=1)]
+    x, y = pos[:, 0], pos[:, 1]
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    splat = np.zeros((h, w), bool)
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        wx = (x - x0) if dx else 1.0 - (x - x0)
+        wy = (y - y0) if dy else 1.0 - (y - y0)
+        xi, yi = x0 + dx, y0 + dy
+        ok = (wx > 0) & (wy > 0) & (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
+        splat[yi[ok], xi[ok]] = True
+    xn, yn = np.floor(x + 0.5).astype(np.int64), np.floor(y + 0.5).astype(np.int64)
+    ok = (xn >= 0) & (yn >= 0) & (xn < w) & (yn < h)
+    nearest = np.zeros((h, w), bool)
+    nearest[yn[ok], xn[ok]] = True
+    return {"event_coverage": float(splat.mean()), "event_coverage_nearest": float(nearest.mean())}
+
+
 class EventAligner:
     """Event pixel -> nearest pixel of the aligned grid, by a look-up table built once.
 

@@ -209,7 +209,8 @@ def calibrate_views(vs: ViewSet, opts: CalibOptions) -> tuple[Calibration, dict]
                                                             strict=True)},
                    "dropped": {str(i): r for i, r in ext.dropped.items()}},
         "aligned_grid": {"output_size": list(rel.output_size), "valid_roi": list(rel.valid_roi),
-                         "K_aligned": rel.K_aligned.tolist(), "H": rel.H.tolist()},
+                         "K_aligned": rel.K_aligned.tolist(), "H": rel.H.tolist(),
+                         **_coverage(calib)},
         "heldout_views": [int(i) for i in held],
         "alignment_error_px": err,
         "labels": {str(i): s for i, s in vs.labels.items() if i in set(pairs)},
@@ -218,6 +219,17 @@ def calibrate_views(vs: ViewSet, opts: CalibOptions) -> tuple[Calibration, dict]
     if vs.truth is not None:
         report["truth"] = _truth_report(calib, vs.truth)
     return calib, report
+
+
+def _coverage(calib: Calibration) -> dict[str, float]:
+    """`grid_coverage` of every event pixel's position on the aligned grid (the grid is the
+    crop both cameras see, so all of it is in view)."""
+    from calibration.align import event_to_aligned, grid_coverage
+
+    we, he = (int(v) for v in calib.size_event)
+    u, v = np.meshgrid(np.arange(we, dtype=np.float64), np.arange(he, dtype=np.float64))
+    pos = event_to_aligned(calib, np.stack([u.ravel(), v.ravel()], axis=1))
+    return grid_coverage(pos, calib.output_size)
 
 
 def _view_table(vs: ViewSet, mono_fr: MonoResult, mono_ev: MonoResult, ext: Extrinsics,

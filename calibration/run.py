@@ -67,6 +67,11 @@ def summary_lines(res: RunResult) -> list[str]:
         f"frame's undistorted view)"
         + (f", Z0 = {c.plane_depth_m:.2f} m" if math.isfinite(c.plane_depth_m) else ""),
     ]
+    grid = res.report.get("aligned_grid", {})
+    if "event_coverage" in grid:
+        lines.append(f"event reach   {100 * grid['event_coverage']:.1f} % of the grid's pixels "
+                     f"(sub-pixel splat; nearest pixel would reach "
+                     f"{100 * grid['event_coverage_nearest']:.1f} %)")
     if "heldout_median" in err:
         lines.append(f"held-out      corner alignment median {err['heldout_median']:.3f} px, "
                      f"p95 {err['heldout_p95']:.3f} px (boards at "
@@ -75,8 +80,10 @@ def summary_lines(res: RunResult) -> list[str]:
                     key=lambda d: float(d[:-1].replace("p", ".")))
     for d in depths:
         lines.append(f"vs truth {d:>4} median {err[f'truth_{d}_median']:.3f} px, p95 "
-                     f"{err[f'truth_{d}_p95']:.3f} px (nearest-pixel LUT: median "
-                     f"{err[f'truth_{d}_lut_median']:.3f}, p95 {err[f'truth_{d}_lut_p95']:.3f})")
+                     f"{err[f'truth_{d}_p95']:.3f} px (stored map: median "
+                     f"{err[f'truth_{d}_stored_median']:.3f}, p95 {err[f'truth_{d}_stored_p95']:.3f}; "
+                     f"nearest-pixel LUT: median {err[f'truth_{d}_lut_median']:.3f}, p95 "
+                     f"{err[f'truth_{d}_lut_p95']:.3f})")
     lines.append(f"wrote         {res.out_dir / 'calib.yaml'}, report.json, report.png "
                  f"({res.elapsed_s:.0f} s)")
     return lines

@@ -55,7 +55,20 @@ def test_accuracy_targets_against_ground_truth(calibrated):
     for depth in ("1m", "10m"):
         assert err[f"truth_{depth}_median"] <= 0.3, err
         assert err[f"truth_{depth}_p95"] <= 1.0, err
+        # what the builder stores and the reader applies (the float32 rectify map), issue 15
+        assert err[f"truth_{depth}_stored_median"] <= 0.3, err
+        assert err[f"truth_{depth}_stored_p95"] <= 1.0, err
     assert int(calib.info["views_stereo"]) >= 12
+
+
+def test_events_reach_every_pixel_of_the_aligned_grid(calibrated):
+    """The aligned grid is finer than the event sensor's sampling: rounding reaches about half
+    its pixels, the reader's sub-pixel splat all of them (report.json, issue 15)."""
+    out, text = calibrated
+    grid = json.loads((out / "report.json").read_text())["aligned_grid"]
+    assert grid["event_coverage"] >= 0.99
+    assert grid["event_coverage_nearest"] < 0.8
+    assert "event reach" in text
 
 
 def test_recovered_geometry_is_close_to_truth(calibrated, calib_session):
