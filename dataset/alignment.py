@@ -53,23 +53,10 @@ class Alignment:
 
         return cls(load_calibration(path))
 
-    def map_events(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Event pixels -> (x, y) on the cropped grid (uint16) and the mask of events kept."""
-        xa, ya, keep = self.event_aligner.map_events(x, y)
-        xa = np.asarray(xa)
-        ya = np.asarray(ya)
-        if xa.dtype.kind == "f":
-            xa = np.floor(xa + 0.5)
-            ya = np.floor(ya + 0.5)
-        xa = xa.astype(np.int64)
-        ya = ya.astype(np.int64)
-        keep = np.asarray(keep, bool) & (xa >= 0) & (ya >= 0) & (xa < self.width) & (ya < self.height)
-        return xa[keep].astype(np.uint16), ya[keep].astype(np.uint16), keep
-
     def events_on_grid(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Mask of the event pixels whose aligned position lands on the grid (the ones a sequence
         file keeps; it stores them as sensor pixels with `rectify_map`)."""
-        return self.map_events(x, y)[2]
+        return self.event_aligner.map_events(x, y)[2]
 
     def rectify_map(self) -> np.ndarray:
         """(event H, W, 2) float32: each event pixel's continuous position on the aligned grid

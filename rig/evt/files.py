@@ -83,15 +83,10 @@ def _describe(head: bytes) -> str:
     return sample.hex(" ")
 
 
-def _hdf5_signature_at(path: Path, size: int) -> bool:
-    with open(path, "rb") as f:
-        for off in (0, 512, 1024, 2048, 4096, 8192):
-            if off >= size:
-                return False
-            f.seek(off)
-            if f.read(8) == HDF5_SIGNATURE:
-                return True
-    return False
+def _has_hdf5_signature(head: bytes) -> bool:
+    """The HDF5 signature at offset 0 or behind a user block (512, 1024, ... bytes), all within
+    the SNIFF_BYTES read."""
+    return any(head[off:off + 8] == HDF5_SIGNATURE for off in (0, 512, 1024, 2048, 4096, 8192))
 
 
 def detect_format(path: str | os.PathLike) -> Detected:
@@ -110,7 +105,7 @@ def detect_format(path: str | os.PathLike) -> Detected:
         raise EventFileError(f"{p}: cannot read ({e.strerror or e})") from None
     if size == 0:
         raise EventFileError(f"{p}: empty file (0 bytes): no header, no events")
-    if _hdf5_signature_at(p, size):
+    if _has_hdf5_signature(head):
         return Detected("DSEC", "HDF5 signature")
     version = aedat_version(head)
     if version is not None:
