@@ -34,8 +34,9 @@ def truth_alignment_error(calib: Calibration, geometry: RigGeometry,
                           ) -> dict[str, float]:
     """Alignment error against the simulator's truth on fronto-parallel planes (event-camera
     z = depth), for the continuous map ("truth_<Z>_*"), for what the builder stores and the
-    reader applies (the float32 `rectify_map` of an RPEA file: "truth_<Z>_stored_*") and for the
-    nearest-pixel look-up table ("truth_<Z>_lut_*", which adds up to 0.7 px of rounding)."""
+    reader applies (the float32 `rectify_map` of an RPEA file: "truth_<Z>_stored_*"), and, for
+    comparison only, what rounding to the nearest grid pixel would give ("rounded_<Z>_*", up to
+    0.7 px more; RPEA 1.0 stored that, nothing applies it since 2.0)."""
     we, he = calib.size_event
     u, v = np.meshgrid(np.arange(step_px // 2, we, step_px, dtype=np.float64),
                        np.arange(step_px // 2, he, step_px, dtype=np.float64))
@@ -50,10 +51,12 @@ def truth_alignment_error(calib: Calibration, geometry: RigGeometry,
     out: dict[str, float] = {}
     for z in depths_m:
         true = geometry.event_to_frame_pixels(ev, np.full(len(ev), z))
-        for tag, e in (("", est), ("stored_", est_stored), ("lut_", est_lut)):
+        d = depth_key(z)
+        for key, e in ((f"truth_{d}_", est), (f"truth_{d}_stored_", est_stored),
+                       (f"rounded_{d}_", est_lut)):
             stats = _stats(np.linalg.norm(e - true, axis=1))
             for k in ("median", "p95", "max"):
-                out[f"truth_{depth_key(z)}_{tag}{k}"] = stats[k]
+                out[f"{key}{k}"] = stats[k]
     return out
 
 
@@ -69,22 +72,25 @@ def _true_mono(cam) -> MonoResult:
 
 
 def calibration_from_geometry(geometry: RigGeometry, plane_depth_m: float = 1.818,
-                              model: str = "homography") -> Calibration:
+                              model: str = "homography", grid: str | float = "event",
+                              ) -> Calibration:
     """The calibration a perfect calibration of `geometry` would give (for tests, benchmarks and
-    the parallax table): true intrinsics and pose, the chosen relation."""
-    from calibration.relation import stereo_relation
+    the parallax table): true intrinsics and pose, the chosen relation and grid."""
+    from calibration.relation import grid_scale, stereo_relation
 
     fr, ev = _true_mono(geometry.frame), _true_mono(geometry.event)
+    scale = grid_scale(grid, geometry.frame.K, geometry.event.K)
     if model == "homography":
-        rel = homography_relation(fr, ev, geometry.R_ev_fr, geometry.T_ev_fr_m, plane_depth_m)
+        rel = homography_relation(fr, ev, geometry.R_ev_fr, geometry.T_ev_fr_m, plane_depth_m,
+                                  scale=scale)
     else:
-        rel = stereo_relation(fr, ev, geometry.R_ev_fr, geometry.T_ev_fr_m)
+        rel = stereo_relation(fr, ev, geometry.R_ev_fr, geometry.T_ev_fr_m, scale=scale)
     return Calibration(geometry.frame.K, geometry.frame.dist, geometry.frame.size,
                        geometry.event.K, geometry.event.dist, geometry.event.size,
                        geometry.R_ev_fr, geometry.T_ev_fr_m, rel.model, rel.H, rel.output_size,
                        rel.valid_roi, 0.0, 0.0, 0.0, K_aligned=rel.K_aligned,
                        R_rect_frame=rel.R_rect_frame, plane_depth_m=rel.plane_depth_m,
-                       stereo=rel.stereo)
+                       stereo=rel.stereo, mirror=geometry.mirror)
 
 
 def homography_residual_table(geometry: RigGeometry, depths_m=(0.3, 1.0, 10.0),

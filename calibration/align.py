@@ -18,26 +18,44 @@ from rig.geometry import apply_homography, project_normalized, undistort_to_norm
 
 
 def event_to_aligned(calib: Calibration, event_px: np.ndarray) -> np.ndarray:
-    """Continuous aligned-grid position (N, 2) of event pixels (N, 2)."""
-    xy = undistort_to_normalized(event_px, calib.K_event, calib.dist_event)
+    """Continuous aligned-grid position (N, 2) of event sensor pixels (N, 2)."""
+    xy = undistort_to_normalized(calib.sensor_to_lens("event", event_px), calib.K_event,
+                                 calib.dist_event)
     ideal = np.column_stack([xy, np.ones(len(xy))]) @ calib.K_event.T
     return apply_homography(calib.H, ideal[:, :2] / ideal[:, 2:3])
 
 
 def frame_to_aligned(calib: Calibration, frame_px: np.ndarray) -> np.ndarray:
-    """Continuous aligned-grid position (N, 2) of frame pixels (N, 2)."""
-    xy = undistort_to_normalized(frame_px, calib.K_frame, calib.dist_frame)
+    """Continuous aligned-grid position (N, 2) of frame sensor pixels (N, 2)."""
+    xy = undistort_to_normalized(calib.sensor_to_lens("frame", frame_px), calib.K_frame,
+                                 calib.dist_frame)
     rays = np.column_stack([xy, np.ones(len(xy))]) @ calib.R_rect_frame.T
     p = rays @ calib.K_aligned.T
     return p[:, :2] / p[:, 2:3]
 
 
 def aligned_to_frame(calib: Calibration, aligned_px: np.ndarray) -> np.ndarray:
-    """Raw frame pixel (N, 2) that the image aligner samples for aligned positions (N, 2)."""
+    """Frame sensor pixel (N, 2) that the image aligner samples for aligned positions (N, 2)."""
     pts = np.column_stack([np.asarray(aligned_px, np.float64).reshape(-1, 2),
                            np.ones(len(aligned_px))])
     rays = pts @ np.linalg.inv(calib.K_aligned).T @ calib.R_rect_frame  # R_rect^T each ray
-    return project_normalized(rays[:, :2] / rays[:, 2:3], calib.K_frame, calib.dist_frame)
+    return calib.sensor_to_lens(
+        "frame", project_normalized(rays[:, :2] / rays[:, 2:3], calib.K_frame, calib.dist_frame))
+
+
+def frame_remap(calib: Calibration, map_type: int = cv2.CV_16SC2) -> tuple[np.ndarray, np.ndarray]:
+    """`cv2.remap` maps (aligned grid -> frame sensor pixels): undistortion, the stereo model's
+    rectification and, for a mirrored frame camera, the reflection back to the lens's view."""
+    size = (int(calib.output_size[0]), int(calib.output_size[1]))
+    mx, my = cv2.initUndistortRectifyMap(
+        np.asarray(calib.K_frame, np.float64), np.asarray(calib.dist_frame, np.float64).ravel(),
+        np.asarray(calib.R_rect_frame, np.float64), np.asarray(calib.K_aligned, np.float64),
+        size, cv2.CV_32FC1)
+    if calib.mirror == "frame":
+        mx = (calib.size_frame[0] - 1) - mx
+    if map_type == cv2.CV_32FC1:
+        return mx, my
+    return cv2.convertMaps(mx, my, map_type)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -140,9 +158,7 @@ class ImageAligner:
     def __init__(self, calib: Calibration) -> None:
         self.calib = calib
         self.width, self.height = (int(v) for v in calib.output_size)
-        self.map1, self.map2 = cv2.initUndistortRectifyMap(
-            calib.K_frame, np.asarray(calib.dist_frame, np.float64), calib.R_rect_frame,
-            calib.K_aligned, (self.width, self.height), cv2.CV_16SC2)
+        self.map1, self.map2 = frame_remap(calib)
 
     def align(self, pixels: np.ndarray, pixel_format: str) -> np.ndarray:
         rgb = to_rgb(pixels, pixel_format)
@@ -167,7 +183,8 @@ def event_image_to_aligned(calib: Calibration, image: np.ndarray) -> np.ndarray:
     pts = np.stack([u.ravel(), v.ravel()], axis=1)
     ideal = apply_homography(np.linalg.inv(calib.H), pts)
     norm = (np.column_stack([ideal, np.ones(len(ideal))]) @ np.linalg.inv(calib.K_event).T)[:, :2]
-    src = project_normalized(norm, calib.K_event, calib.dist_event).astype(np.float32)
+    src = calib.sensor_to_lens("event", project_normalized(norm, calib.K_event, calib.dist_event))
+    src = src.astype(np.float32)
     map_x = src[:, 0].reshape(h, w)
     map_y = src[:, 1].reshape(h, w)
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
               default="homography", show_default=True,
               help="homography: coaxial beam-splitter rig; stereo: side-by-side rig; auto: pick "
                    "by the estimated baseline.")
+@click.option("--grid", default="event", show_default=True,
+              help="Sampling of the aligned grid: event (the event camera's focal length, "
+                   "coarser than the frame camera's, as the paper's 1034x617 grid), frame (the "
+                   "frame camera's), or a scale of the frame camera's focal length (e.g. 0.5).")
 @click.option("--min-depth-m", type=float, default=1.0, show_default=True,
               help="Nearest depth the alignment should serve.")
 @click.option("--max-depth-m", type=float, default=10.0, show_default=True,
@@ -63,6 +67,15 @@ if TYPE_CHECKING:
 @click.option("--rate", "rate_hz", type=float, default=20.0, show_default=True,
               help="(--sim/--hardware) trigger rate in Hz.")
 @click.option("--full-res", is_flag=True, help="(--sim) full sensor resolutions.")
+@click.option("--mirror", type=click.Choice(["none", "event", "frame"]), default=None,
+              help="The camera on the beam splitter's reflected arm (it sees a mirror image). "
+                   "With --sim: the simulated rig's [default: event, as in the README's rig]. "
+                   "Otherwise: which camera to un-mirror when the views turn out to be a "
+                   "mirrored pair [default: the session's rig.yaml optics.reflected_arm, else "
+                   "event]; mirroring itself is detected.")
+@click.option("--optics", type=click.Choice(["ideal", "real"]), default=None,
+              help="(--sim) ideal lenses, or real ones: 50 % light per beam-splitter arm, cos^4 "
+                   "vignetting, 3.5 um blur [default: ideal].")
 @click.option("--rig-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="(--hardware) rig.yaml with backends and settings.")
 @click.option("--keep-session/--no-keep-session", default=True, show_default=True,
@@ -77,11 +90,13 @@ if TYPE_CHECKING:
 @click.pass_context
 def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: float, out_dir: Path | None,
               sim: bool | None, session_dir: Path | None, frame_images: str | None,
-              event_images: str | None, events_glob: str | None, model: str, min_depth_m: float,
+              event_images: str | None, events_glob: str | None, model: str, grid: str,
+              min_depth_m: float,
               max_depth_m: float,
               plane_depth_m: float | None, blink_hz: float | None, n_views: int,
               duration_s: float | None, seed: int, rate_hz: float, full_res: bool,
-              rig_config: Path | None, keep_session: bool, no_joint_refine: bool,
+              mirror: str | None, optics: str | None, rig_config: Path | None,
+              keep_session: bool, no_joint_refine: bool,
               show_pattern: bool, screen: str, quiet: bool) -> None:
     """Calibrate both cameras and pixel-align events to frames.
 
@@ -162,8 +177,14 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
     from calibration.run import run_calibration, summary_lines
     from calibration.sources import folder_views, record_calibration, session_views
 
+    if grid not in ("event", "frame"):
+        try:
+            float(grid)
+        except ValueError:
+            raise click.BadParameter(f"{grid!r}: use event, frame or a number such as 0.5",
+                                     param_hint="--grid") from None
     opts = CalibOptions(board, model=model, min_depth_m=min_depth_m, max_depth_m=max_depth_m,
-                        plane_depth_m=plane_depth_m, refine=not no_joint_refine)
+                        plane_depth_m=plane_depth_m, refine=not no_joint_refine, grid=grid)
     try:
         if sim is not None:
             tmp = None
@@ -178,13 +199,16 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
                        f"into {show_path(rec_dir)} ...", err=True)
             record_calibration(rec_dir, sim=sim, n_views=n_views, seed=seed, rate_hz=rate_hz,
                                duration_s=duration_s, full_res=full_res, rig_config=rig_config,
-                               show_status=not quiet)
+                               show_status=not quiet, mirror=mirror if sim else None,
+                               optics=optics if sim else None)
             session_dir = rec_dir
         if session_dir is not None:
             source = session_views(session_dir, blink_hz=blink_hz, progress=not quiet)
         else:
             assert frame_images and event_images  # checked above: they go together
             source = folder_views(frame_images, event_images)
+        if mirror is not None and not sim:
+            source.reflected_arm, source.reflected_arm_source = mirror, f"--mirror {mirror}"
         for note in source.notes:
             click.echo(f"note: {note}", err=True)
         res = run_calibration(source, opts, out_dir, progress=not quiet)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from common.atomic import write_text_atomic
+from rig.geometry import MIRROR_CHOICES, mirror_x
 
 CALIB_VERSION = "1.0"
 #: A matrix that `Calibration.__post_init__` derives from the others (files that omit it).
@@ -53,10 +54,25 @@ class Calibration:
     plane_depth_m: float = float("inf")
     stereo: dict[str, np.ndarray] | None = None  # R1 R2 P1 P2 Q (stereo model)
     info: dict[str, str | float | int] = field(default_factory=dict)  # pattern, views, reason...
+    # the camera whose sensor sees a mirror image (the beam splitter's reflected arm): "none",
+    # "event" or "frame"; its K and dist describe the unmirrored lens, sensor x = W-1 - lens x
+    mirror: str = "none"
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"calibration model must be one of {MODELS}, got {self.model!r}")
+        if self.mirror not in MIRROR_CHOICES:
+            raise ValueError(f"calibration mirror must be one of {MIRROR_CHOICES}, "
+                             f"got {self.mirror!r}")
+
+    def sensor_to_lens(self, camera: str, pixels: np.ndarray) -> np.ndarray:
+        """Sensor pixels of `camera` ("frame"/"event") -> the pixels its K and dist describe
+        (and back): reflected left-right when that camera is the mirrored one."""
+        px = np.asarray(pixels, np.float64).reshape(-1, 2)
+        if camera != self.mirror:
+            return px
+        width = self.size_event[0] if camera == "event" else self.size_frame[0]
+        return mirror_x(px, int(width))
         if self.K_aligned is None or self.K_aligned.size == 0:  # the frame camera's K, cropped
             self.K_aligned = np.asarray(self.K_frame, np.float64).copy()
             self.K_aligned[0, 2] -= self.valid_roi[0]
@@ -81,13 +97,16 @@ def to_yaml_text(calib: Calibration) -> str:
     fs.write("model", calib.model)
     fs.write("convention", "X_ev = R * X_fr + T (metres); pixel centres at integers; "
                            "dist = k1 k2 p1 p2 k3; sizes are [W, H]; H maps undistorted event "
-                           "pixels (K_event) to the aligned grid")
+                           "pixels (K_event) to the aligned grid; mirror names the camera whose "
+                           "sensor sees a mirror image: its K and dist are the unmirrored "
+                           "lens's, sensor x = W-1 - lens x")
     _write_mat(fs, "K_frame", calib.K_frame)
     _write_mat(fs, "dist_frame", np.asarray(calib.dist_frame).reshape(1, -1))
     fs.write("size_frame", np.asarray(calib.size_frame, np.int32).reshape(1, 2))
     _write_mat(fs, "K_event", calib.K_event)
     _write_mat(fs, "dist_event", np.asarray(calib.dist_event).reshape(1, -1))
     fs.write("size_event", np.asarray(calib.size_event, np.int32).reshape(1, 2))
+    fs.write("mirror", calib.mirror)
     _write_mat(fs, "R", calib.R)
     _write_mat(fs, "T", np.asarray(calib.T).reshape(3, 1))
     _write_mat(fs, "H", calib.H)
@@ -203,6 +222,10 @@ def load_calibration(path: str | os.PathLike[str]) -> Calibration:
     if model == "stereo":
         stereo = {k: mat(k) for k in ("R1", "R2", "P1", "P2", "Q")}
     plane = real("plane_depth_m") if node("plane_depth_m", False) is not None else -1.0
+    mirror_node = node("mirror", required=False)  # absent in files before mirroring: none
+    mirror = mirror_node.string() if mirror_node is not None else "none"
+    if mirror not in MIRROR_CHOICES:
+        raise CalibrationFileError(f"{path}: mirror {mirror!r} is not one of {MIRROR_CHOICES}")
     calib = Calibration(
         K_frame=mat("K_frame", (3, 3)), dist_frame=mat("dist_frame").ravel(),
         size_frame=size("size_frame"), K_event=mat("K_event", (3, 3)),
@@ -213,7 +236,8 @@ def load_calibration(path: str | os.PathLike[str]) -> Calibration:
         alignment_error_px=mapping("alignment_error_px"), yaml_text=text,
         K_aligned=_or_unset(mat("K_aligned", (3, 3), required=False)),
         R_rect_frame=_or_unset(mat("R_rect_frame", (3, 3), required=False)),
-        plane_depth_m=plane if plane > 0 else float("inf"), stereo=stereo, info=mapping("info"))
+        plane_depth_m=plane if plane > 0 else float("inf"), stereo=stereo, info=mapping("info"),
+        mirror=mirror)
     fs.release()
     return calib
 

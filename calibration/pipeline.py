@@ -15,13 +15,15 @@ from tqdm import tqdm
 
 from calibration.accuracy import corner_alignment_error, truth_alignment_error
 from calibration.board import Board
-from calibration.detect import detect_corners, handedness
+from calibration.detect import detect_corners
 from calibration.io import Calibration
+from calibration.mirror import MirrorDecision, decide_mirroring, mirrored_corners
 from calibration.mono import MonoResult, calibrate_mono
 from calibration.relation import (
     Extrinsics,
     Relation,
     choose_model,
+    grid_scale,
     homography_relation,
     stereo_extrinsics,
     stereo_relation,
@@ -39,10 +41,12 @@ class CalibOptions:
     max_depth_m: float = 10.0  # (inf allowed)
     plane_depth_m: float | None = None  # Z0 of the homography (default: from the depth range)
     max_parallax_px: float = 1.0  # auto: largest homography residual still called aligned
-    holdout_every: int = 5  # every n-th view pair is held out from calibration
+    holdout_every: int = 5  # every n-th view pair is held out from calibration ...
+    holdout_min_pairs: int = 30  # ... when there are this many pairs (fewer: all calibrate)
     min_views: int = 6
     truth_depths_m: tuple[float, ...] = (1.0, 10.0)
     refine: bool = True  # joint refinement after the fixed-intrinsics stereo stage
+    grid: str | float = "event"  # the aligned grid's sampling (calibration.relation.GRID_CHOICES)
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_CHOICES:
@@ -71,6 +75,12 @@ class ViewSet:
     images: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # for report
     truth: RigGeometry | None = None
     source: str = ""
+    # each detection as it is on the mirrored image ("frame"/"event" -> view id -> corners):
+    # what calibration uses for the camera it finds mirrored (calibration.mirror)
+    unmirrored: dict[str, dict[int, np.ndarray]] = field(
+        default_factory=lambda: {"frame": {}, "event": {}})
+    reflected_arm: str | None = None  # the rig's mirrored camera, when the source says
+    reflected_arm_source: str = ""  # where reflected_arm came from
 
     @property
     def pair_ids(self) -> list[int]:
@@ -106,9 +116,13 @@ def detect_views(views: Iterable[tuple[int, str, np.ndarray | None, np.ndarray |
         if fd is not None and fd.ok and fd.corners is not None:
             vs.frame_corners[vid] = fd.corners
             vs.methods["frame"][vid] = fd.method
+            vs.unmirrored["frame"][vid] = mirrored_corners(fd.corners, board, fgray,
+                                                           vs.frame_size[0])
         if ed is not None and ed.ok and ed.corners is not None:
             vs.event_corners[vid] = ed.corners
             vs.methods["event"][vid] = ed.method
+            vs.unmirrored["event"][vid] = mirrored_corners(ed.corners, board, eimg,
+                                                           vs.event_size[0])
         if fd is not None and fd.ok and ed is not None and ed.ok:
             last_pair = fd.corners
             if len(vs.images) < keep_images:
@@ -117,20 +131,36 @@ def detect_views(views: Iterable[tuple[int, str, np.ndarray | None, np.ndarray |
     return vs
 
 
-def _check_mirroring(vs: ViewSet, board: Board) -> None:
-    ids = vs.pair_ids
-    if not ids:
-        return
-    same = sum(handedness(vs.frame_corners[i], board) == handedness(vs.event_corners[i], board)
-               for i in ids)
-    if same < len(ids) / 2:
-        raise ValueError("the event camera's view is mirrored relative to the frame camera's "
-                         "(a beam-splitter reflection?): flip one camera's readout and record "
-                         "again")
+def _resolve_mirroring(vs: ViewSet) -> tuple[ViewSet, MirrorDecision]:
+    """Find whether one camera sees a mirror image (calibration.mirror); if so, that camera's
+    corners become the mirrored detections in sensor coordinates and physical corner order."""
+    from rig.geometry import mirror_x
+
+    decision = decide_mirroring(vs.frame_corners, vs.event_corners, vs.unmirrored["event"],
+                                vs.event_size[0], vs.pair_ids, vs.reflected_arm,
+                                vs.reflected_arm_source)
+    if decision.camera == "none":
+        return vs, decision
+    cam = decision.camera
+    width = vs.event_size[0] if cam == "event" else vs.frame_size[0]
+    physical = {i: mirror_x(c, width).astype(np.float32) for i, c in vs.unmirrored[cam].items()}
+    return replace(vs, **{f"{cam}_corners": physical}), decision
 
 
-def _holdout(ids: list[int], every: int, min_views: int) -> list[int]:
-    if every <= 1 or len(ids) < 2 * min_views:
+def _lens(corners: dict[int, np.ndarray], mirrored: bool, width: int) -> dict[int, np.ndarray]:
+    """Sensor corners -> the unmirrored lens's pixels (what K and dist describe)."""
+    from rig.geometry import mirror_x
+
+    if not mirrored:
+        return corners
+    return {i: mirror_x(c, width).astype(np.float32) for i, c in corners.items()}
+
+
+def _holdout(ids: list[int], every: int, min_pairs: int) -> list[int]:
+    """Pairs kept out of calibration to measure alignment on views it never saw: only from a
+    set large enough to spare them (a 20-pair image set calibrates on all 20, as OpenCV's
+    recipe does; a 40-pose simulated session holds out one in five)."""
+    if every <= 1 or len(ids) < min_pairs:
         return []
     return ids[every // 2::every]
 
@@ -150,11 +180,13 @@ def _mono_report(m: MonoResult, vs: ViewSet, cam: str) -> dict:
 def calibrate_views(vs: ViewSet, opts: CalibOptions) -> tuple[Calibration, dict]:
     """The whole calibration from detected views; returns the calibration and the report."""
     board = opts.board
-    _check_mirroring(vs, board)
+    vs, mirror = _resolve_mirroring(vs)
     pairs = vs.pair_ids
-    held = _holdout(pairs, opts.holdout_every, opts.min_views)
-    train_fr = {i: c for i, c in vs.frame_corners.items() if i not in held}
-    train_ev = {i: c for i, c in vs.event_corners.items() if i not in held}
+    held = _holdout(pairs, opts.holdout_every, max(opts.holdout_min_pairs, 2 * opts.min_views))
+    lens_fr = _lens(vs.frame_corners, mirror.camera == "frame", vs.frame_size[0])
+    lens_ev = _lens(vs.event_corners, mirror.camera == "event", vs.event_size[0])
+    train_fr = {i: c for i, c in lens_fr.items() if i not in held}
+    train_ev = {i: c for i, c in lens_ev.items() if i not in held}
     obj = board.object_points()
     try:
         mono_fr = calibrate_mono(obj, train_fr, vs.frame_size, min_views=opts.min_views)
@@ -172,17 +204,20 @@ def calibrate_views(vs: ViewSet, opts: CalibOptions) -> tuple[Calibration, dict]
     if model == "auto":
         model, reason = choose_model(cam_fr, cam_ev, ext.T, opts.min_depth_m, opts.max_depth_m,
                                      opts.z0_m, opts.max_parallax_px)
+    scale = grid_scale(opts.grid, ext.K_frame, ext.K_event)
     if model == "homography":
-        rel: Relation = homography_relation(cam_fr, cam_ev, ext.R, ext.T, opts.z0_m, reason)
+        rel: Relation = homography_relation(cam_fr, cam_ev, ext.R, ext.T, opts.z0_m, reason,
+                                            scale)
     else:
-        rel = stereo_relation(cam_fr, cam_ev, ext.R, ext.T, reason)
+        rel = stereo_relation(cam_fr, cam_ev, ext.R, ext.T, reason, scale)
     calib = Calibration(
         K_frame=ext.K_frame, dist_frame=ext.dist_frame, size_frame=vs.frame_size,
         K_event=ext.K_event, dist_event=ext.dist_event, size_event=vs.event_size, R=ext.R,
         T=ext.T, model=rel.model, H=rel.H, output_size=rel.output_size,
         valid_roi=rel.valid_roi, rms_frame=ext.rms_frame_px, rms_event=ext.rms_event_px,
         rms_stereo=ext.rms_px, K_aligned=rel.K_aligned,
-        R_rect_frame=rel.R_rect_frame, plane_depth_m=rel.plane_depth_m, stereo=rel.stereo)
+        R_rect_frame=rel.R_rect_frame, plane_depth_m=rel.plane_depth_m, stereo=rel.stereo,
+        mirror=mirror.camera)
     err = _alignment_errors(calib, vs, held, ext, board)
     if vs.truth is not None:
         err.update(truth_alignment_error(calib, vs.truth, opts.truth_depths_m))
@@ -191,12 +226,13 @@ def calibrate_views(vs: ViewSet, opts: CalibOptions) -> tuple[Calibration, dict]
         "pattern": f"{board.cols}x{board.rows}", "square_mm": board.square_m * 1000.0,
         "views_frame": len(mono_fr.view_ids), "views_event": len(mono_ev.view_ids),
         "views_stereo": len(ext.view_ids), "views_heldout": len(held),
-        "model_reason": rel.reason, "source": vs.source,
+        "model_reason": rel.reason, "source": vs.source, "grid": str(opts.grid),
+        "mirror_attributed_by": mirror.attributed_by or "no mirrored camera found",
         "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "opencv_version": cv2.__version__, "tool_version": _tool_version()}
     report = {
         "source": vs.source, "pattern": calib.info["pattern"], "square_mm": calib.info["square_mm"],
-        "model": calib.model, "model_reason": rel.reason,
+        "model": calib.model, "model_reason": rel.reason, "mirror": mirror.to_dict(),
         "plane_depth_m": rel.plane_depth_m if math.isfinite(rel.plane_depth_m) else None,
         "frame": _mono_report(mono_fr, vs, "frame"), "event": _mono_report(mono_ev, vs, "event"),
         "stereo": {"rms_px": ext.rms_px, "rms_fixed_intrinsics_px": ext.rms_fixed_intrinsics_px,
@@ -209,9 +245,13 @@ def calibrate_views(vs: ViewSet, opts: CalibOptions) -> tuple[Calibration, dict]
                                                             strict=True)},
                    "dropped": {str(i): r for i, r in ext.dropped.items()}},
         "aligned_grid": {"output_size": list(rel.output_size), "valid_roi": list(rel.valid_roi),
+                         "grid": str(opts.grid), "focal_scale_vs_frame": scale,
                          "K_aligned": rel.K_aligned.tolist(), "H": rel.H.tolist(),
                          **_coverage(calib)},
         "heldout_views": [int(i) for i in held],
+        "heldout_policy": (f"every {opts.holdout_every}th of {len(pairs)} pairs held out" if held
+                           else f"none held out: {len(pairs)} pairs, fewer than "
+                                f"{opts.holdout_min_pairs} (all calibrate)"),
         "alignment_error_px": err,
         "labels": {str(i): s for i, s in vs.labels.items() if i in set(pairs)},
         "views": _view_table(vs, mono_fr, mono_ev, ext, held),
@@ -289,8 +329,8 @@ def _alignment_errors(calib: Calibration, vs: ViewSet, held: list[int],
 def _board_depth_m(calib: Calibration, frame_corners: np.ndarray, board: Board) -> float:
     """z of the board centre in the frame camera (solvePnP with the calibrated frame camera)."""
     obj = board.object_points()
-    ok, _rvec, tvec = cv2.solvePnP(obj, np.asarray(frame_corners, np.float64).reshape(-1, 1, 2),
-                                   calib.K_frame, calib.dist_frame)
+    lens = calib.sensor_to_lens("frame", frame_corners)
+    ok, _rvec, tvec = cv2.solvePnP(obj, lens.reshape(-1, 1, 2), calib.K_frame, calib.dist_frame)
     if not ok:
         return float("nan")
     R = cv2.Rodrigues(_rvec)[0]

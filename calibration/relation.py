@@ -203,10 +203,10 @@ def _largest_rectangle(mask: np.ndarray) -> tuple[int, int, int, int]:
 def aligned_grid(K_full: np.ndarray, R_rect_frame: np.ndarray, H_full: np.ndarray,
                  K_frame: np.ndarray, dist_frame: np.ndarray, size_frame: tuple[int, int],
                  K_event: np.ndarray, dist_event: np.ndarray, size_event: tuple[int, int],
-                 ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+                 grid_scale: float = 1.0) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """Crop of the full aligned view that both cameras see: (valid_roi, valid mask of the
-    canvas). The canvas is 1.5x the frame size around K_full's principal point."""
-    w, h = size_frame
+    canvas). The canvas is 1.5x the (scaled) frame size around K_full's principal point."""
+    w, h = (int(round(v * grid_scale)) for v in size_frame)
     pad_x, pad_y = w // 4, h // 4
     cw, ch = w + 2 * pad_x, h + 2 * pad_y
     u_grid, v_grid = np.meshgrid(np.arange(cw, dtype=np.float64) - pad_x,
@@ -242,25 +242,51 @@ def plane_homography(K_out: np.ndarray, K_event: np.ndarray, R: np.ndarray, T: n
     return H / H[2, 2]
 
 
-def _pinhole(K: np.ndarray) -> np.ndarray:
+def _pinhole(K: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """K without skew, resampled by `scale` (pixel centres kept at integers: c' = (c + 0.5) s -
+    0.5, as when binning)."""
     out = np.asarray(K, np.float64).copy()
     out[0, 1] = 0.0
+    out[0, 0] *= scale
+    out[1, 1] *= scale
+    out[0, 2] = (out[0, 2] + 0.5) * scale - 0.5
+    out[1, 2] = (out[1, 2] + 0.5) * scale - 0.5
     return out
 
 
+#: `--grid` choices: the aligned grid samples the scene at the event camera's focal length
+#: (the default: the paper's 1034x617 grid is coarser than its frame camera) or the frame
+#: camera's; a number is a scale of the frame camera's focal length.
+GRID_CHOICES = ("event", "frame")
+
+
+def grid_scale(grid: str | float, K_frame: np.ndarray, K_event: np.ndarray) -> float:
+    """Focal length of the aligned grid relative to the frame camera's."""
+    if grid == "frame":
+        return 1.0
+    if grid == "event":
+        return float((K_event[0, 0] + K_event[1, 1]) / (K_frame[0, 0] + K_frame[1, 1]))
+    scale = float(grid)
+    if not 0.05 <= scale <= 4.0:
+        raise ValueError(f"grid scale {scale:g}: use event, frame or a number in 0.05..4")
+    return scale
+
+
 def homography_relation(mono_frame: MonoResult, mono_event: MonoResult, R: np.ndarray,
-                        T: np.ndarray, plane_depth_m: float, reason: str = "") -> Relation:
-    K_full = _pinhole(mono_frame.K)
+                        T: np.ndarray, plane_depth_m: float, reason: str = "",
+                        scale: float = 1.0) -> Relation:
+    """The homography model on an aligned grid at `scale` x the frame camera's focal length."""
+    K_full = _pinhole(mono_frame.K, scale)
     H_full = plane_homography(K_full, mono_event.K, R, T, plane_depth_m)
     roi, _ = aligned_grid(K_full, np.eye(3), H_full, mono_frame.K, mono_frame.dist,
-                          mono_frame.size, mono_event.K, mono_event.dist, mono_event.size)
+                          mono_frame.size, mono_event.K, mono_event.dist, mono_event.size, scale)
     K_al, H = _crop(K_full, H_full, roi)
     return Relation("homography", H / H[2, 2], np.eye(3), K_al, (roi[2], roi[3]), roi,
                     plane_depth_m, reason)
 
 
 def stereo_relation(mono_frame: MonoResult, mono_event: MonoResult, R: np.ndarray,
-                    T: np.ndarray, reason: str = "") -> Relation:
+                    T: np.ndarray, reason: str = "", scale: float = 1.0) -> Relation:
     R1, R2, _, _, _, _, _ = cv2.stereoRectify(
         mono_frame.K, mono_frame.dist, mono_event.K, mono_event.dist, mono_frame.size,
         np.asarray(R, np.float64), np.asarray(T, np.float64).reshape(3, 1),
@@ -272,10 +298,12 @@ def stereo_relation(mono_frame: MonoResult, mono_event: MonoResult, R: np.ndarra
             f"{turn_deg:.0f} degrees (baseline {1000 * float(np.linalg.norm(T)):.2f} mm, direction "
             "set by noise); for a coaxial rig use --model homography (or auto)")
     f = float(0.5 * (mono_frame.K[0, 0] + mono_frame.K[1, 1]))
-    K_full = np.array([[f, 0, mono_frame.K[0, 2]], [0, f, mono_frame.K[1, 2]], [0, 0, 1.0]])
+    K_full = _pinhole(np.array([[f, 0, mono_frame.K[0, 2]], [0, f, mono_frame.K[1, 2]],
+                                [0, 0, 1.0]]), scale)
+    f = float(K_full[0, 0])
     H_full = K_full @ R2 @ np.linalg.inv(mono_event.K)
     roi, _ = aligned_grid(K_full, R1, H_full, mono_frame.K, mono_frame.dist, mono_frame.size,
-                          mono_event.K, mono_event.dist, mono_event.size)
+                          mono_event.K, mono_event.dist, mono_event.size, scale)
     K_al, H = _crop(K_full, H_full, roi)
     t_rect = R2 @ np.asarray(T, np.float64).ravel()  # X_ev_rect = X_fr_rect + t_rect
     P1 = np.hstack([K_al, np.zeros((3, 1))])

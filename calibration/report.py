@@ -117,8 +117,8 @@ def write_report_png(calib: Calibration, vs: ViewSet, report: dict, board: Board
         vid = sorted(vs.images)[0]
         fg, ei = vs.images[vid]
         panels[0] = _corners_panel(fg, vs.frame_corners.get(vid), board, f"frame, view {vid}")
-        panels[1] = _corners_panel(ei, vs.event_corners.get(vid), board,
-                                   f"event accumulation, view {vid}")
+        second = "event accumulation" if vs.source.startswith("session") else "--event-images"
+        panels[1] = _corners_panel(ei, vs.event_corners.get(vid), board, f"{second}, view {vid}")
         panels[3] = _overlay_panel(calib, fg, ei)
     err = calib.alignment_error_px
     lines = [f"model {calib.model}   RMS frame {calib.rms_frame:.3f}  event {calib.rms_event:.3f}"
@@ -126,8 +126,10 @@ def write_report_png(calib: Calibration, vs: ViewSet, report: dict, board: Board
     if "heldout_median" in err:
         lines.append(f"held-out corners: median {err['heldout_median']:.2f} px, "
                      f"p95 {err['heldout_p95']:.2f} px")
+    if calib.mirror != "none":
+        lines.append(f"mirrored: the {calib.mirror} camera (calib.yaml mirror: {calib.mirror})")
     for key in sorted(k for k in err if k.startswith("truth_") and k.endswith("_median")
-                      and "_lut_" not in k):
+                      and "_stored_" not in k):
         depth = key[len("truth_"):-len("_median")]
         lines.append(f"truth at {depth}: median {err[key]:.2f} px, p95 "
                      f"{err[key.replace('_median', '_p95')]:.2f} px")

@@ -32,6 +32,7 @@ def run_calibration(source: ViewSource, opts: CalibOptions, out_dir: str | Path,
                       dedupe_px=source.dedupe_px, total=source.total, progress=progress)
     vs.truth = source.truth
     vs.source = source.source
+    vs.reflected_arm, vs.reflected_arm_source = source.reflected_arm, source.reflected_arm_source
     if len(vs.pair_ids) < opts.min_views:
         raise ValueError(
             f"{source.source}: only {len(vs.pair_ids)} views with the board found by both cameras "
@@ -67,6 +68,12 @@ def summary_lines(res: RunResult) -> list[str]:
         f"frame's undistorted view)"
         + (f", Z0 = {c.plane_depth_m:.2f} m" if math.isfinite(c.plane_depth_m) else ""),
     ]
+    mirror = res.report.get("mirror", {})
+    if mirror.get("detected"):
+        lines.append(f"mirrored      the {mirror['camera']} camera sees a mirror image (cross-view "
+                     f"error {mirror['cross_view_error_direct_px']:.1f} px as detected, "
+                     f"{mirror['cross_view_error_mirrored_px']:.2f} px mirrored; which camera: "
+                     f"{mirror['attributed_by']}); calib.yaml mirror: {mirror['camera']}")
     grid = res.report.get("aligned_grid", {})
     if "event_coverage" in grid:
         lines.append(f"event reach   {100 * grid['event_coverage']:.1f} % of the grid's pixels "
@@ -75,15 +82,17 @@ def summary_lines(res: RunResult) -> list[str]:
     if "heldout_median" in err:
         lines.append(f"held-out      corner alignment median {err['heldout_median']:.3f} px, "
                      f"p95 {err['heldout_p95']:.3f} px (boards at "
-                     f"~{err.get('heldout_board_depth_m', float('nan')):.2f} m)")
+                     f"~{err.get('heldout_board_depth_m', float('nan')):.2f} m"
+                     + ("; the stereo model leaves each board's disparity in it)"
+                        if c.model == "stereo" else ")"))
     depths = sorted({k.split("_")[1] for k in err if k.startswith("truth_")},
                     key=lambda d: float(d[:-1].replace("p", ".")))
     for d in depths:
         lines.append(f"vs truth {d:>4} median {err[f'truth_{d}_median']:.3f} px, p95 "
                      f"{err[f'truth_{d}_p95']:.3f} px (stored map: median "
                      f"{err[f'truth_{d}_stored_median']:.3f}, p95 {err[f'truth_{d}_stored_p95']:.3f}; "
-                     f"nearest-pixel LUT: median {err[f'truth_{d}_lut_median']:.3f}, p95 "
-                     f"{err[f'truth_{d}_lut_p95']:.3f})")
+                     f"rounded to whole pixels it would be median "
+                     f"{err[f'rounded_{d}_median']:.3f}, p95 {err[f'rounded_{d}_p95']:.3f})")
     lines.append(f"wrote         {res.out_dir / 'calib.yaml'}, report.json, report.png "
                  f"({res.elapsed_s:.0f} s)")
     return lines

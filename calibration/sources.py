@@ -32,6 +32,8 @@ class ViewSource:
     dedupe_px: float | None = None
     notes: tuple[str, ...] = ()
     recorded_utc: str | None = None  # when the views were recorded (a session's start)
+    reflected_arm: str | None = None  # the camera the rig puts on the reflected arm, if known
+    reflected_arm_source: str = ""  # where that came from
 
 
 # ---- image folders -------------------------------------------------------------------------------
@@ -159,9 +161,12 @@ def session_views(session_dir: str | Path, *, blink_hz: float | None = None,
             yield k, f"frame {k} t={t_mid / 1e6:.3f}s", gray, (eview.image if not eview.reason
                                                               else None)
 
+    arm = reader.manifest.reflected_arm
     return ViewSource(gen(), fr_size, ev_size, n, f"session {session_dir}",
                       truth.geometry() if truth is not None else None,
-                      dedupe_px=1.5, notes=tuple(notes), recorded_utc=reader.manifest.started_utc)
+                      dedupe_px=1.5, notes=tuple(notes), recorded_utc=reader.manifest.started_utc,
+                      reflected_arm=arm,
+                      reflected_arm_source=f"the session's reflected_arm ({arm})" if arm else "")
 
 
 # ---- a live rig ---------------------------------------------------------------------------------
@@ -169,7 +174,8 @@ def record_calibration(out_dir: Path, *, sim: bool, n_views: int = 40, seed: int
                        rate_hz: float = 20.0, blink_hz: float = DEFAULT_SIM_BLINK_HZ,
                        duration_s: float | None = None, full_res: bool = False,
                        rig_config: Path | None = None, show_status: bool = False,
-                       overwrite: bool = True) -> Path:
+                       overwrite: bool = True, mirror: str | None = None,
+                       optics: str | None = None) -> Path:
     """Record a checkerboard session into `out_dir`: the simulated blinking board (one pose per
     blink period, so `n_views` poses take n_views / blink_hz seconds), or a real rig looking at a
     monitor that shows `rig calibrate --show-pattern` while the board or rig is moved."""
@@ -179,6 +185,7 @@ def record_calibration(out_dir: Path, *, sim: bool, n_views: int = 40, seed: int
         duration_s = calibration_duration_s(n_views, sim, blink_hz)
     opts = RecordOptions(out_dir=Path(out_dir), duration_s=duration_s, rate_hz=rate_hz,
                          scenario="checkerboard", seed=seed, sim=sim, full_res=full_res,
+                         mirror=mirror, optics=optics,
                          exposure_us=None, rig_config=rig_config, show_status=show_status,
                          overwrite=overwrite, purpose="calibration")
     summary = record_session(opts)

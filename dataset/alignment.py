@@ -77,15 +77,13 @@ class Alignment:
         """`cv2.remap` maps (aligned grid -> frame camera pixels), float32.
 
         The same geometry as the image warp: an aligned pixel's ray (K_aligned, rotated back by
-        R_rect_frame) projected through the frame camera's K and distortion.
+        R_rect_frame) projected through the frame camera's K and distortion (and reflected when
+        the frame camera is the mirrored one).
         """
         if self._label_maps is None:
-            c = self.calib
-            mx, my = cv2.initUndistortRectifyMap(
-                np.asarray(c.K_frame, np.float64), np.asarray(c.dist_frame, np.float64).ravel(),
-                np.asarray(c.R_rect_frame, np.float64), np.asarray(c.K_aligned, np.float64),
-                (self.width, self.height), cv2.CV_32FC1)
-            self._label_maps = (mx, my)
+            from calibration.align import frame_remap
+
+            self._label_maps = frame_remap(self.calib, cv2.CV_32FC1)
         return self._label_maps
 
     def label(self, label: np.ndarray, fill: int = 255) -> np.ndarray:

@@ -8,7 +8,10 @@ Conventions (those of OpenCV, so results compare directly with `cv2.calibrateCam
 - the event camera's pose relative to the frame camera is `X_ev = R_ev_fr @ X_fr + T_ev_fr_m`,
   the (R, T) that `cv2.stereoCalibrate(frame_points, event_points)` estimates;
 - `RigGeometry.mirror` names the camera on the beam splitter's reflected arm whose image is a
-  mirror image ("event", "frame") or "none"; the geometry above describes the unmirrored optics.
+  mirror image ("event", "frame") or "none"; K and dist describe that camera's unmirrored lens
+  ("lens pixels"), and its sensor reads the image out left-right reversed: sensor x = W-1 - lens x
+  (`mirror_x`; a reflection about any other axis is this one followed by a rotation, which the
+  pose absorbs). `event_to_frame_pixels` and `frame_to_event_pixels` take and give sensor pixels.
 
 The point mappings run the fixed-point inversion of the distortion to convergence (OpenCV's
 `undistortPoints` stops after a few iterations by default; alignment maps need the inverse exact
@@ -86,6 +89,14 @@ def undistort_to_normalized(pixels: np.ndarray, K: np.ndarray, dist: np.ndarray,
         x = (xd - dx) / radial
         y = (yd - dy) / radial
     return np.stack([x, y], axis=1)
+
+
+def mirror_x(pixels: np.ndarray, width: int) -> np.ndarray:
+    """(N, 2) pixels reflected left-right on a sensor `width` pixels wide (x -> width-1 - x): a
+    mirrored camera's sensor pixels <-> its lens pixels (the reflection is its own inverse)."""
+    out = np.array(pixels, dtype=np.float64, copy=True).reshape(-1, 2)
+    out[:, 0] = (width - 1) - out[:, 0]
+    return out
 
 
 def apply_homography(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -183,20 +194,44 @@ class RigGeometry:
         if self.mirror not in MIRROR_CHOICES:
             raise ValueError(f"mirror {self.mirror!r}: use one of {', '.join(MIRROR_CHOICES)}")
 
+    def camera(self, name: str) -> CameraModel:
+        if name not in ("frame", "event"):
+            raise ValueError(f"camera {name!r}: use 'frame' or 'event'")
+        return self.frame if name == "frame" else self.event
+
+    def sensor_to_lens(self, name: str, pixels: np.ndarray) -> np.ndarray:
+        """Sensor pixels of camera `name` -> its lens pixels (and back: a mirror is an
+        involution); unchanged unless that camera is the mirrored one."""
+        px = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+        return mirror_x(px, self.camera(name).width) if self.mirror == name else px
+
+    def sensor_rays(self, name: str) -> np.ndarray:
+        """(H, W, 3) float32 rays through the pixel centres of camera `name` as its sensor reads
+        them out (a mirrored camera's rays reversed left-right): what the simulator renders."""
+        rays = self.camera(name).pixel_rays()
+        return np.ascontiguousarray(rays[:, ::-1]) if self.mirror == name else rays
+
     def event_to_frame_pixels(self, event_px: np.ndarray, depth_ev_m: np.ndarray) -> np.ndarray:
-        """True frame-camera pixel of each event pixel seeing a point at z-depth `depth_ev_m`."""
-        xy = self.event.undistort_pixels(event_px)
+        """True frame-camera sensor pixel of each event sensor pixel seeing a point at z-depth
+        `depth_ev_m`."""
+        xy = self.event.undistort_pixels(self.sensor_to_lens("event", event_px))
         z = np.asarray(depth_ev_m, dtype=np.float64).reshape(-1)
         pts_ev = np.column_stack([xy * z[:, None], z])
         pts_fr = (pts_ev - self.T_ev_fr_m) @ self.R_ev_fr  # R^T (X_ev - T)
-        return self.frame.project(pts_fr)
+        return self.sensor_to_lens("frame", self.frame.project(pts_fr))
 
     def frame_to_event_pixels(self, frame_px: np.ndarray, depth_fr_m: np.ndarray) -> np.ndarray:
-        """True event-camera pixel of each frame pixel seeing a point at z-depth `depth_fr_m`."""
-        xy = self.frame.undistort_pixels(frame_px)
+        """True event-camera sensor pixel of each frame sensor pixel seeing a point at z-depth
+        `depth_fr_m`."""
+        xy = self.frame.undistort_pixels(self.sensor_to_lens("frame", frame_px))
         z = np.asarray(depth_fr_m, dtype=np.float64).reshape(-1)
         pts_fr = np.column_stack([xy * z[:, None], z])
-        return self.event.project(pts_fr @ self.R_ev_fr.T + self.T_ev_fr_m)
+        return self.sensor_to_lens("event",
+                                   self.event.project(pts_fr @ self.R_ev_fr.T + self.T_ev_fr_m))
+
+    def with_mirror(self, mirror: str) -> RigGeometry:
+        """The same optics with `mirror` ("none", "event", "frame") on the reflected arm."""
+        return RigGeometry(self.frame, self.event, self.R_ev_fr, self.T_ev_fr_m, mirror)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

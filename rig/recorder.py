@@ -69,6 +69,8 @@ class RecordOptions:
     scenario: str = "day"
     seed: int = 0
     full_res: bool = False
+    mirror: str | None = None  # (sim) the mirrored camera; None: the simulator's default ("event")
+    optics: str | None = None  # (sim) "ideal" | "real" (rig.sim.lens); None: ideal
     realtime: bool = False
     sim_faults: dict[str, Any] = field(default_factory=dict)
     trigger_port: str | None = None  # real MCU (or emulator URL) even on the simulated rig
@@ -219,7 +221,8 @@ def open_devices(opts: RecordOptions) -> RigDevices:
         faults = {k: frozenset(v) for k, v in opts.sim_faults.items()}
         sim = create_device("rig", "sim", scenario=opts.scenario, seed=opts.seed,
                             full_res=opts.full_res, exposure_us=opts.exposure_us,
-                            pixel_format=opts.pixel_format, realtime=opts.realtime, **faults)
+                            pixel_format=opts.pixel_format, realtime=opts.realtime,
+                            mirror=opts.mirror, optics=opts.optics, **faults)
         trigger = sim.trigger
         if opts.trigger_port:
             trigger = _serial_trigger(opts.trigger_port)
@@ -363,6 +366,8 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
         wiring=copy.deepcopy(cfg.wiring) if cfg else Wiring(),
         rig_config=cfg.to_dict() if cfg else None,
         sensor_sizes={"event": (ev.width, ev.height), "frame": (fr.width, fr.height)},
+        reflected_arm=(dev.sim_rig.geometry.mirror if is_sim
+                       else cfg.reflected_arm if cfg else None),
         frame_ids=FrameIdScheme(fr.frame_id_modulus, fr.frame_id_first, fr.frame_id_first_exposure),
         # the simulated board is a calibration session however it was asked for
         purpose="calibration" if (opts.purpose == "calibration"

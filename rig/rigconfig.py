@@ -69,6 +69,10 @@ class RigConfig:
     frame_camera: DeviceSection
     trigger: DeviceSection
     wiring: Wiring
+    # optics.reflected_arm: the camera behind the beam splitter's reflected arm, which sees a
+    # mirror image ("event" as in the README's rig, "frame", or "none"); calibration detects a
+    # mirrored pair itself and uses this only to say which of the two is the mirrored one
+    reflected_arm: str = "event"
 
     @property
     def event_settings(self) -> EventCameraSettings:
@@ -95,7 +99,8 @@ class RigConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """For the session manifest."""
-        out: dict[str, Any] = {"path": str(self.path), "wiring": dataclasses.asdict(self.wiring)}
+        out: dict[str, Any] = {"path": str(self.path), "wiring": dataclasses.asdict(self.wiring),
+                               "optics": {"reflected_arm": self.reflected_arm}}
         for kind in ("event_camera", "frame_camera", "trigger"):
             section: DeviceSection = getattr(self, kind)
             out[kind] = {"backend": section.backend, **section.args,
@@ -123,10 +128,11 @@ def parse_rig_config(data: Any, path: str | os.PathLike[str] = "<rig config>") -
     path = Path(path)
     if not isinstance(data, dict):
         raise RigConfigError(f"{path}: expected a mapping with event_camera, frame_camera, trigger, wiring")
-    _no_unknown(data, ("event_camera", "frame_camera", "trigger", "wiring"), path, "")
+    _no_unknown(data, ("event_camera", "frame_camera", "trigger", "wiring", "optics"), path, "")
     sections = {kind: _device(data.get(kind), kind, path) for kind in SETTINGS_CLASSES}
     wiring = _wiring(data.get("wiring") or {}, path)
-    config = RigConfig(path, sections["event_camera"], sections["frame_camera"], sections["trigger"], wiring)
+    config = RigConfig(path, sections["event_camera"], sections["frame_camera"], sections["trigger"],
+                       wiring, _reflected_arm(data.get("optics") or {}, path))
     explicit = "trigger_in_channel" in ((data.get("event_camera") or {}).get("settings") or {})
     _check_wiring(config, explicit_event_channel=explicit)
     return config
@@ -340,6 +346,19 @@ def _coerce(value: Any, default: Any, annotation: Any, path: Path, where: str) -
             raise RigConfigError(f"{path}: {where} must be a string, got {value!r}")
         return str(value)
     return value
+
+
+def _reflected_arm(optics: Any, path: Path) -> str:
+    from rig.geometry import MIRROR_CHOICES
+
+    if not isinstance(optics, dict):
+        raise RigConfigError(f"{path}: optics must be a mapping (e.g. reflected_arm: event)")
+    _no_unknown(optics, ("reflected_arm",), path, "optics.")
+    arm = optics.get("reflected_arm", "event")
+    if arm not in MIRROR_CHOICES:
+        raise RigConfigError(f"{path}: optics.reflected_arm must be one of "
+                             f"{', '.join(MIRROR_CHOICES)}, got {arm!r}")
+    return str(arm)
 
 
 def _wiring(wiring: Any, path: Path) -> Wiring:

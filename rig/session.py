@@ -163,6 +163,9 @@ class SessionManifest:
     wiring: Wiring = field(default_factory=Wiring)
     rig_config: dict[str, Any] | None = None  # the rig.yaml the devices came from
     sensor_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # "event"/"frame": (W, H)
+    # the camera on the beam splitter's reflected arm ("event", "frame", "none"; rig.yaml's
+    # optics.reflected_arm, the simulator's --mirror); None: not stated (older sessions)
+    reflected_arm: str | None = None
     counts: SessionCounts = field(default_factory=SessionCounts)
     frame_ids: FrameIdScheme = field(default_factory=FrameIdScheme)
     time_of_day: str | None = None  # "day" | "night" | "dusk" | "tunnel" when someone says so
@@ -209,7 +212,7 @@ class SessionManifest:
             "counts": asdict(self.counts), "status_detail": self.status_detail,
             "frame_ids": asdict(self.frame_ids), "purpose": self.purpose,
         }
-        for key in ("time_of_day", "scene"):
+        for key in ("time_of_day", "scene", "reflected_arm"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         return {**self.extra, **d}
@@ -245,6 +248,7 @@ class SessionManifest:
                               for k, v in (d.get("geometry") or {}).items()},
                 counts=_known_fields(SessionCounts, d.get("counts"), f"{where} counts"),
                 frame_ids=frame_ids, time_of_day=d.get("time_of_day"), scene=d.get("scene"),
+                reflected_arm=d.get("reflected_arm"),
                 purpose=str(d.get("purpose") or ("calibration" if d.get("scenario") == "checkerboard"
                                                  else "data")),
                 schema_version=version, tool_version=str(d.get("tool_version", "")),

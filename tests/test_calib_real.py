@@ -77,10 +77,11 @@ def test_stereo_pairs_all_detected_and_used(stereo_run):
     report, left, _ = stereo_run
     assert len(left) == 20
     assert report["detection"]["pairs"] >= 19
-    used = [v for v in report["views"].values()
-            if v["frame"] in ("used", "held out") and v["event"] in ("used", "held out")]
+    # 20 pairs are too few to spare a hold-out: all of them calibrate (issue 15: >= 19/20 used)
+    assert report["heldout_views"] == [] and "none held out" in report["heldout_policy"]
+    used = [v for v in report["views"].values() if v["frame"] == "used" and v["event"] == "used"]
     assert len(used) >= 19, report["views"]
-    assert len(report["stereo"]["per_view_rms_px"]) + len(report["heldout_views"]) >= 19
+    assert len(report["stereo"]["per_view_rms_px"]) >= 19
 
 
 def test_stereo_rms_matches_plain_opencv(stereo_run):

@@ -62,13 +62,32 @@ def test_accuracy_targets_against_ground_truth(calibrated):
 
 
 def test_events_reach_every_pixel_of_the_aligned_grid(calibrated):
-    """The aligned grid is finer than the event sensor's sampling: rounding reaches about half
-    its pixels, the reader's sub-pixel splat all of them (report.json, issue 15)."""
+    """The default grid samples at the event camera's focal length (coarser than the frame
+    camera's); the reader's sub-pixel splat reaches all its pixels (report.json, issue 15)."""
     out, text = calibrated
-    grid = json.loads((out / "report.json").read_text())["aligned_grid"]
-    assert grid["event_coverage"] >= 0.99
-    assert grid["event_coverage_nearest"] < 0.8
+    report = json.loads((out / "report.json").read_text())
+    grid = report["aligned_grid"]
+    assert grid["grid"] == "event" and grid["event_coverage"] >= 0.99
+    K_fr, K_ev = np.array(report["frame"]["K"]), np.array(report["event"]["K"])
+    assert grid["focal_scale_vs_frame"] == pytest.approx(K_ev[0, 0] / K_fr[0, 0], rel=0.01)
+    w_ev, h_ev = SessionReader(out / "session").manifest.sensor_size("event")
+    w, h = grid["output_size"]
+    assert 0.9 * w_ev <= w <= 1.1 * w_ev and 0.9 * h_ev <= h <= 1.1 * h_ev
     assert "event reach" in text
+
+
+def test_default_rig_mirrors_the_event_camera_and_calibration_undoes_it(calibrated):
+    """The README's rig puts the EVK4 on the beam splitter's reflected arm: the simulated rig
+    does too by default, the session says so, and calibration finds the mirrored pair by itself
+    (the truth figures above are then those of a mirrored rig)."""
+    out, text = calibrated
+    session = SessionReader(out / "session")
+    assert session.manifest.reflected_arm == "event"
+    assert session.ground_truth_geometry().mirror == "event"
+    report = json.loads((out / "report.json").read_text())
+    assert report["mirror"]["camera"] == "event" and report["mirror"]["detected"]
+    assert load_calibration(out / "calib.yaml").mirror == "event"
+    assert "mirrored      the event camera" in text
 
 
 def test_recovered_geometry_is_close_to_truth(calibrated, calib_session):

@@ -144,3 +144,49 @@ def test_homography_alignment_on_synthetic_renders(image_folders):
     for i in vs.pair_ids[:5]:
         assert np.linalg.norm(vs.frame_corners[i] - views[i].frame_corners_true, axis=1).max() < 0.5
         assert np.linalg.norm(vs.event_corners[i] - views[i].event_corners_true, axis=1).max() < 1.0
+
+
+def _calibrate_flipped(views, flip: str, reflected_arm: str | None):
+    """Calibrate the synthetic views with one camera's images mirrored left-right, as the
+    reflected arm of a beam splitter delivers them."""
+    rig = default_rig().with_mirror(flip)
+
+    def image(img, cam):
+        return np.ascontiguousarray(img[:, ::-1]) if cam == flip else img
+
+    vs = detect_views(((i, str(i), image(v.frame_gray, "frame"), image(v.event_image, "event"))
+                       for i, v in enumerate(views)), BOARD, rig.frame.size, rig.event.size,
+                      progress=False)
+    vs.truth, vs.reflected_arm, vs.reflected_arm_source = rig, reflected_arm, "test"
+    return calibrate_views(vs, CalibOptions(BOARD, holdout_every=0))
+
+
+@pytest.mark.parametrize("flip", ["event", "frame"])
+def test_a_mirrored_camera_is_detected_and_aligned(image_folders, flip, tmp_path):
+    """The detectors give a mirrored image's corners in the same image handedness, so corner k
+    is another board corner; calibration must find the mirroring from the views themselves,
+    un-mirror the camera the rig names, and align as well as on the direct views (issue 15)."""
+    _, _, views = image_folders
+    direct, direct_report = _calibrate_flipped(views, "none", None)
+    assert direct.mirror == "none" and not direct_report["mirror"]["detected"]
+    calib, report = _calibrate_flipped(views, flip, flip)
+    assert calib.mirror == flip, report["mirror"]
+    m = report["mirror"]
+    assert m["detected"] and m["cross_view_error_mirrored_px"] < 0.1 * m["cross_view_error_direct_px"]
+    # the unmirrored lens: the same intrinsics as from the direct views
+    assert np.abs(calib.K_event - direct.K_event).max() < 1.0
+    assert np.abs(calib.K_frame - direct.K_frame).max() < 1.0
+    err = calib.alignment_error_px
+    for depth in ("1m", "10m"):
+        assert err[f"truth_{depth}_median"] <= 0.3, err
+        assert err[f"truth_{depth}_p95"] <= 1.0, err
+    assert err["train_median"] < 0.6, err
+    # calib.yaml keeps it; a file without the field (before mirroring existed) reads as none
+    from calibration.io import load_calibration, save_calibration
+
+    save_calibration(calib, tmp_path / "calib.yaml")
+    assert load_calibration(tmp_path / "calib.yaml").mirror == flip
+    text = (tmp_path / "calib.yaml").read_text()
+    (tmp_path / "old.yaml").write_text("\n".join(line for line in text.splitlines()
+                                                 if not line.startswith("mirror:")))
+    assert load_calibration(tmp_path / "old.yaml").mirror == "none"

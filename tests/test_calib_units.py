@@ -267,7 +267,7 @@ def test_stereo_model_aligns_a_side_by_side_rig_at_infinity(rig):
     far = truth_alignment_error(calib, side, (1e6,))
     assert far["truth_1e+06m_max"] < 0.05
     near = truth_alignment_error(calib, side, (5.0,))
-    f = calib.K_aligned[0, 0]
+    f = calib.K_frame[0, 0]  # truth errors are frame-camera pixels, whatever the grid's sampling
     assert near["truth_5m_median"] == pytest.approx(f * 0.06 / 5.0, rel=0.1)  # disparity
 
 
@@ -282,3 +282,25 @@ def test_show_pattern_image_is_the_board_it_claims():
     assert steps.std() < 0.05 * steps.mean()
     with pytest.raises(ValueError, match="too small"):
         pattern_image(BOARD, 40, 30)
+
+
+def test_aligned_grid_samples_at_the_event_cameras_focal_length_by_default(rig):
+    """`--grid event` (default) gives a grid about the event sensor's size, `--grid frame` the
+    frame camera's; what the alignment gets right (truth errors, in frame pixels) is the same,
+    and the sub-pixel splat reaches every grid pixel either way (issue 15)."""
+    from calibration.pipeline import _coverage
+
+    ev = calibration_from_geometry(rig)
+    fr = calibration_from_geometry(rig, grid="frame")
+    scale = rig.event.K[0, 0] / rig.frame.K[0, 0]
+    assert ev.K_aligned[0, 0] == pytest.approx(scale * rig.frame.K[0, 0], rel=1e-3)
+    assert abs(ev.output_size[0] - rig.event.width) <= 0.05 * rig.event.width
+    assert ev.output_size[0] == pytest.approx(scale * fr.output_size[0], abs=3)
+    e_ev, e_fr = truth_alignment_error(ev, rig), truth_alignment_error(fr, rig)
+    for key in ("truth_1m_median", "truth_10m_p95"):
+        assert e_ev[key] == pytest.approx(e_fr[key], abs=0.01)
+    c_ev, c_fr = _coverage(ev), _coverage(fr)
+    assert c_ev["event_coverage"] >= 0.99 and c_fr["event_coverage"] >= 0.99
+    assert c_fr["event_coverage_nearest"] < 0.6 < c_ev["event_coverage_nearest"]
+    with pytest.raises(ValueError, match="grid scale"):
+        calibration_from_geometry(rig, grid=9.0)

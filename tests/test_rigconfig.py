@@ -41,6 +41,8 @@ def test_example_config_loads_with_its_defaults():
     assert cfg.trigger_settings.rate_hz == 20.0 and cfg.trigger.args["port"] == "/dev/ttyACM0"
     manifest = cfg.to_dict()
     assert manifest["wiring"]["trigger_to"] == ["frame:Line3", "event:TRIG_IN"]
+    # the README's rig: the EVK4 behind the beam splitter's reflected arm
+    assert cfg.reflected_arm == "event" and manifest["optics"] == {"reflected_arm": "event"}
     assert manifest["frame_camera"]["settings"]["exposure_us"] == 5000.0
 
 
@@ -93,6 +95,8 @@ def _mutate(example, path: str, value):
     ("wiring.trigger_to", "frame:Line3", "wiring.trigger_to must list targets"),
     ("trigger.settings.count", 1.5, "trigger.settings.count must be an integer"),
     ("frame_camera.lens", "8mm", "unknown key frame_camera.lens"),
+    ("optics.reflected_arm", "left", "optics.reflected_arm must be one of none, event, frame"),
+    ("optics.mirrored", True, "unknown key optics.mirrored"),
 ])
 def test_bad_configs_name_file_and_key(tmp_path, example, path, value, match):
     file = _write(tmp_path, _mutate(example, path, value))
@@ -275,3 +279,10 @@ def test_the_simulated_camera_masks_hot_pixels_and_caps_the_rate(tmp_path):
         assert cam.rates().events_total == 100
     finally:
         rig.close()
+
+
+def test_reflected_arm_defaults_to_the_event_camera_and_can_be_changed(tmp_path, example):
+    example.pop("optics")
+    assert load_rig_config(_write(tmp_path, example)).reflected_arm == "event"
+    example["optics"] = {"reflected_arm": "frame"}
+    assert load_rig_config(_write(tmp_path, example)).reflected_arm == "frame"

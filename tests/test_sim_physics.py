@@ -163,7 +163,7 @@ def test_brightness_step_gives_events_of_the_right_polarity_at_the_right_pixels(
     x0, x1, y0, y1 = region
     xs, ys = np.meshgrid(np.linspace(x0, x1, 50), np.linspace(y0, y1, 50))
     pts_fr = np.column_stack([xs.ravel(), ys.ravel(), np.full(xs.size, 2.0)])
-    uv = g.event.project(pts_fr @ g.R_ev_fr.T + g.T_ev_fr_m)
+    uv = g.sensor_to_lens("event", g.event.project(pts_fr @ g.R_ev_fr.T + g.T_ev_fr_m))
     u0, u1, v0, v1 = uv[:, 0].min(), uv[:, 0].max(), uv[:, 1].min(), uv[:, 1].max()
     inside = ((burst["x"] >= u0 - 1) & (burst["x"] <= u1 + 1)
               & (burst["y"] >= v0 - 1) & (burst["y"] <= v1 + 1))
@@ -234,9 +234,11 @@ def test_each_camera_sees_the_world_through_its_own_projection() -> None:
     finally:
         rig.close()
     g = rig.geometry
+    assert g.mirror == "event"  # the README's rig: the EVK4 on the reflected arm
     P_fr = np.array([[spot[0], spot[1], dist]])
     uv_fr = g.frame.project(P_fr)[0]
-    uv_ev = g.event.project(P_fr @ g.R_ev_fr.T + g.T_ev_fr_m)[0]
+    # the event sensor reads the lens's image out mirrored: x = W-1 - lens x
+    uv_ev = g.sensor_to_lens("event", g.event.project(P_fr @ g.R_ev_fr.T + g.T_ev_fr_m))[0]
     # frame camera: intensity centroid of the spot
     img = frames[-1].pixels.astype(np.float64)
     img -= np.median(img)
@@ -253,4 +255,42 @@ def test_each_camera_sees_the_world_through_its_own_projection() -> None:
     assert np.linalg.norm(c_ev - uv_ev) < 0.35
     # ... which is not where a naive scaling of the frame pixel would put it
     naive = (uv_fr - g.frame.K[:2, 2]) * g.event.K[0, 0] / g.frame.K[0, 0] + g.event.K[:2, 2]
-    assert np.linalg.norm(naive - uv_ev) > 1.0
+    assert np.linalg.norm(g.sensor_to_lens("event", naive)[0] - uv_ev) > 1.0
+    assert np.linalg.norm(g.event.project(P_fr @ g.R_ev_fr.T + g.T_ev_fr_m)[0] - uv_ev) > 20
+
+
+def _frame_of(optics: str | dict, scene: dict) -> tuple[np.ndarray, SimRig]:
+    rig = SimRig(SimConfig(scenario="plane", seed=3, scale=SCALE, exposure_us=2000.0,
+                           pixel_format="Mono8", scene_params=scene, optics=optics,
+                           frame_params={"gamma": 1.0, "read_noise_e": 0.5}))
+    try:
+        return rig.run_pulses(1)[0].pixels.astype(np.float64), rig
+    finally:
+        rig.close()
+
+
+def test_real_optics_halve_the_light_darken_the_corners_and_blur() -> None:
+    """`--optics real` (rig.sim.lens): half the light per beam-splitter arm, cos^4 vignetting of
+    each pixel's field angle, a 3.5 um Gaussian PSF; `ideal` leaves the render untouched."""
+    flat = {"background": 0.6}
+    ideal, _ = _frame_of("ideal", flat)
+    real, rig = _frame_of("real", flat)
+    h, w = ideal.shape
+    centre = (slice(h // 2 - 8, h // 2 + 8), slice(w // 2 - 8, w // 2 + 8))
+    assert real[centre].mean() / ideal[centre].mean() == pytest.approx(0.5, rel=0.06)
+    corner = (slice(0, 12), slice(0, 12))
+    rays = rig.rays_frame[0:12, 0:12]
+    cos4 = float((1.0 / (1.0 + rays[..., 0] ** 2 + rays[..., 1] ** 2) ** 2).mean())
+    measured = (real[corner].mean() / ideal[corner].mean()) / (real[centre].mean()
+                                                               / ideal[centre].mean())
+    assert measured == pytest.approx(cos4, rel=0.06) and cos4 < 0.85
+    edge = {"edge": True, "edge_x_m": 0.0, "background": 0.1, "bright": 0.8}
+    sharp, _ = _frame_of("ideal", edge)
+    # this test's 256x192 sensor has 27.6 um pixels: a 3.5 um PSF is 0.13 px, so widen it
+    blurred, rig = _frame_of({"psf_sigma_um": 30.0}, edge)
+    sigma_px = rig.frame_optics.sigma_px
+    assert 0.8 < sigma_px < 1.5
+    # a Gaussian's 10-90 % width is 2.56 sigma; convolved with the sharp edge's own profile
+    # the widths add between in quadrature (both Gaussian) and linearly (both ramps)
+    w0, w1 = _blur_width_px(sharp), _blur_width_px(blurred)
+    assert 0.9 * np.hypot(w0, 2.56 * sigma_px) <= w1 <= 1.1 * (w0 + 2.56 * sigma_px), (w0, w1)

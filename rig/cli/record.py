@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rig.geometry import MIRROR_CHOICES
 from rig.recorder import RecordError, RecordOptions, calibration_duration_s, record_session
 
 SCENARIOS = ["day", "night", "overexposed", "motion_blur", "checkerboard"]
@@ -40,6 +41,12 @@ def _fault_set(text: str | None) -> list[int]:
               help="Simulated scene and lighting.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Simulator seed.")
 @click.option("--full-res", is_flag=True, help="Simulate 1280x720 events and 2048x1536 frames.")
+@click.option("--mirror", type=click.Choice(MIRROR_CHOICES), default=None,
+              help="(sim) The camera on the beam splitter's reflected arm, whose sensor sees a "
+                   "mirror image [default: event, as in the README's rig].")
+@click.option("--optics", type=click.Choice(["ideal", "real"]), default=None,
+              help="(sim) ideal: sharp, even, all the light; real: 50 % per beam-splitter arm, "
+                   "cos^4 vignetting, 3.5 um blur [default: ideal].")
 @click.option("--realtime", is_flag=True,
               help="Pace the simulator to the wall clock (a slow writer then drops frames).")
 @click.option("--trigger", "trigger_port", default=None,
@@ -56,8 +63,10 @@ def _fault_set(text: str | None) -> list[int]:
 def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_views: int,
            rate_hz: float | None, exposure_us: float | None,
            gain_db: float | None, pixel_format: str, sim: bool | None, scenario: str, seed: int,
-           full_res: bool, realtime: bool, trigger_port: str | None, event_backend: str | None,
-           frame_backend: str | None, rig_config: Path | None, drop_frames: str | None,
+           full_res: bool, mirror: str | None, optics: str | None, realtime: bool,
+           trigger_port: str | None,
+           event_backend: str | None, frame_backend: str | None, rig_config: Path | None,
+           drop_frames: str | None,
            incomplete_frames: str | None, overwrite: bool, quiet: bool) -> None:
     """Record a synchronised event + frame session into a session folder.
 
@@ -104,11 +113,18 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
         faults["incomplete_frames"] = _fault_set(incomplete_frames)
     if faults and not sim:
         raise click.UsageError("--drop-frames/--incomplete-frames only apply to the simulated rig")
+    if optics is not None and not sim:
+        raise click.UsageError("--optics only applies to the simulated rig")
+    if mirror is not None and not sim:
+        raise click.UsageError("--mirror only applies to the simulated rig (a real rig states its "
+                               "mirrored camera in rig.yaml, optics.reflected_arm)")
     opts = RecordOptions(
         out_dir=out_dir, duration_s=duration_s, rate_hz=rate_hz,
         purpose="calibration" if calibration else "data",
         exposure_us=exposure_us, gain_db=gain_db, pixel_format=pixel_format, sim=sim,
-        scenario=scenario, seed=seed, full_res=full_res, realtime=realtime, sim_faults=faults,
+        scenario=scenario, seed=seed, full_res=full_res, mirror=mirror, optics=optics,
+        realtime=realtime,
+        sim_faults=faults,
         trigger_port=trigger_port, event_backend=event_backend, frame_backend=frame_backend,
         rig_config=rig_config, show_status=not quiet, overwrite=overwrite)
     try:

@@ -7,7 +7,14 @@ import numpy as np
 
 from rig.geometry import CameraModel, RigGeometry, rotation_from_euler_deg
 
-__all__ = ["CameraModel", "RigGeometry", "default_rig", "rotation_from_euler_deg"]
+__all__ = ["DEFAULT_MIRROR", "LENS_FOCAL_MM", "CameraModel", "RigGeometry", "default_rig",
+           "rotation_from_euler_deg"]
+
+#: Focal length of both simulated lenses (what turns a PSF in micrometres into pixels).
+LENS_FOCAL_MM = 8.0
+
+#: The README's rig: the EVK4 sits on the beam splitter's reflected arm and sees a mirror image.
+DEFAULT_MIRROR = "event"
 
 
 def default_rig(full_res: bool = False) -> RigGeometry:
@@ -18,7 +25,7 @@ def default_rig(full_res: bool = False) -> RigGeometry:
     which fits a laptop. The lateral offset (0.3 mm, -0.2 mm) is what a careful beam-splitter
     alignment leaves; it makes the homography residual sub-pixel from 1 m to infinity.
     """
-    f_mm = 8.0
+    f_mm = LENS_FOCAL_MM
     f_frame_px = f_mm / 3.45e-3
     f_event_px = f_mm / 4.86e-3
     frame = CameraModel(

@@ -32,8 +32,9 @@ from rig.sim.devices import SimEventCamera, SimFrameCamera, SimTrigger
 from rig.sim.event_sensor import EventSensor, EventSensorParams
 from rig.sim.frame_sensor import FrameSensor, FrameSensorParams
 from rig.sim.groundtruth import GroundTruthWriter
+from rig.sim.lens import OpticsParams, SensorOptics, pixel_pitch_um
 from rig.sim.mcu import SimMCU
-from rig.sim.optics import CameraModel, RigGeometry, default_rig
+from rig.sim.optics import DEFAULT_MIRROR, LENS_FOCAL_MM, RigGeometry, default_rig
 from rig.sim.render import TILE, tile_ray_bounds
 from rig.sim.scenarios import Scenario, get_scenario, make_scene
 from rig.sim.scene_api import (
@@ -66,6 +67,12 @@ class SimConfig:
     # --- beyond the recorder's contract (defaults leave it unchanged) ---
     scale: float = 1.0  # scale both sensors (tests use small ones)
     geometry: RigGeometry | None = None  # explicit rig (overrides full_res and scale)
+    # the camera on the beam splitter's reflected arm, whose sensor sees a mirror image: "event"
+    # (the README's rig), "frame" or "none"; None: the explicit geometry's own, else "event"
+    mirror: str | None = None
+    # what the lenses and the beam splitter do to the light (rig.sim.lens): "ideal" (nothing),
+    # "real" (50 % per arm, cos^4 vignetting, 3.5 um PSF) or a dict of OpticsParams fields
+    optics: str | dict | None = None
     event_params: dict = field(default_factory=dict)  # EventSensorParams overrides
     frame_params: dict = field(default_factory=dict)  # FrameSensorParams overrides
     keep_events: bool = False  # debug hook: keep emitted events in memory (event_camera.kept)
@@ -132,12 +139,14 @@ class _Exposure:
 _RAYS_CACHE: dict[tuple, np.ndarray] = {}
 
 
-def camera_rays(cam: CameraModel) -> np.ndarray:
-    """`cam.pixel_rays()`, cached per camera model (computing them takes a second at 1024x768)."""
-    key = (cam.width, cam.height, cam.K.tobytes(), cam.dist.tobytes())
+def camera_rays(geometry: RigGeometry, name: str) -> np.ndarray:
+    """`geometry.sensor_rays(name)`, cached per camera model and mirroring (computing them takes a
+    second at 1024x768)."""
+    cam = geometry.camera(name)
+    key = (cam.width, cam.height, cam.K.tobytes(), cam.dist.tobytes(), geometry.mirror == name)
     rays = _RAYS_CACHE.get(key)
     if rays is None:
-        rays = np.ascontiguousarray(cam.pixel_rays())
+        rays = np.ascontiguousarray(geometry.sensor_rays(name))
         if len(_RAYS_CACHE) > 8:
             _RAYS_CACHE.clear()
         _RAYS_CACHE[key] = rays
@@ -166,6 +175,8 @@ class SimRig:
             geometry = RigGeometry(geometry.frame.scaled(config.scale),
                                    geometry.event.scaled(config.scale),
                                    geometry.R_ev_fr, geometry.T_ev_fr_m)
+        if config.mirror is not None or config.geometry is None:
+            geometry = geometry.with_mirror(config.mirror or DEFAULT_MIRROR)
         self.geometry = geometry
         self.scene = scene if scene is not None else make_scene(
             self.scenario, config.seed, config.scene_params)
@@ -181,8 +192,14 @@ class SimRig:
                                        float(rng.normal(0.0, 15.0)))
         self.frame_clock = DeviceClock(float(rng.integers(10**8, 10**9)), float(rng.normal(0.0, 25.0)))
 
-        self.rays_frame = camera_rays(geometry.frame)
-        self.rays_event = camera_rays(geometry.event)
+        # what each sensor reads out: a mirrored camera's rays reversed left-right
+        self.rays_frame = camera_rays(geometry, "frame")
+        self.rays_event = camera_rays(geometry, "event")
+        self.optics = OpticsParams.from_any(config.optics)
+        self.frame_optics = SensorOptics(self.optics, self.rays_frame,
+                                         pixel_pitch_um(geometry.frame, LENS_FOCAL_MM))
+        self.event_optics = SensorOptics(self.optics, self.rays_event,
+                                         pixel_pitch_um(geometry.event, LENS_FOCAL_MM))
         self._coarse_event = _coarse(self.rays_event)
         self.fx_event = float(geometry.event.K[0, 0])
         self.fx_frame = float(geometry.frame.K[0, 0])
@@ -257,7 +274,8 @@ class SimRig:
         return {
             "scenario": c.scenario, "description": self.scenario.description, "seed": c.seed,
             "scene": self.scene.name, "scene_params": self.scene.describe(),
-            "full_res": c.full_res, "scale": c.scale,
+            "full_res": c.full_res, "scale": c.scale, "mirror": self.geometry.mirror,
+            "optics": self.optics.to_dict(),
             "default_exposure_us": self.default_exposure_us, "default_gain_db": self.default_gain_db,
             "event_sensor": self.event_params.to_dict(), "frame_sensor": self.frame_params.to_dict(),
             "clocks": {"true": "MCU time, us",
@@ -428,8 +446,8 @@ class SimRig:
         return self.scene.rig_pose(t_us * 1e-6)
 
     def render_event_luminance(self, t_us: float, tile_mask: np.ndarray | None = None) -> np.ndarray:
-        """Luminance seen by the event camera at t (only the tiles in `tile_mask` are fresh
-        when the scene renders by tiles)."""
+        """Luminance reaching the event sensor at t, through the optics (only the tiles in
+        `tile_mask` are fresh when the scene renders by tiles)."""
         R, C = self.event_pose(t_us)
         if tile_mask is not None and self.scene.features.tiles:
             t0 = time.perf_counter()
@@ -437,9 +455,10 @@ class SimRig:
                                                 tile_mask=tile_mask, out=self._lum_buf)
             self.stats["render_s"] += time.perf_counter() - t0
             self.stats["tiles_rendered"] += int(tile_mask.sum())
-            return self._lum_buf
+            return self.event_optics.apply(self._lum_buf)
         self.stats["tiles_rendered"] += len(self._tile_dt)
-        return self._render(self.rays_event, R, C, t_us, luminance=True).radiance
+        return self.event_optics.apply(
+            self._render(self.rays_event, R, C, t_us, luminance=True).radiance)
 
     def _tile_speeds(self, t_us: float) -> np.ndarray:
         """Fastest image motion (event-camera px/s) per tile around t: the static world from a
@@ -637,8 +656,9 @@ class SimRig:
             self._exposures.remove(ex)
             assert ex.acc is not None  # n >= 1 sub-samples were accumulated
             tk = time.perf_counter()
-            pixels = self.frame_sensor.expose(ex.acc, ex.n, ex.exposure_us, ex.gain_db,
-                                              ex.pixel_format, ex.serial)
+            pixels = self.frame_sensor.expose(self.frame_optics.apply(ex.acc), ex.n,
+                                              ex.exposure_us, ex.gain_db, ex.pixel_format,
+                                              ex.serial)
             if ex.incomplete:
                 pixels[int(0.6 * pixels.shape[0]):] = 0
             self.stats["frames_s"] += time.perf_counter() - tk
