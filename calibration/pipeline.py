@@ -133,7 +133,8 @@ def detect_views(views: Iterable[tuple[int, str, np.ndarray | None, np.ndarray |
 
 def _resolve_mirroring(vs: ViewSet) -> tuple[ViewSet, MirrorDecision]:
     """Find whether one camera sees a mirror image (calibration.mirror); if so, that camera's
-    corners become the mirrored detections in sensor coordinates and physical corner order."""
+    corners become (in place: the report draws them) the mirrored detections in sensor
+    coordinates and physical corner order, corner k the same board corner in both cameras."""
     from rig.geometry import mirror_x
 
     decision = decide_mirroring(vs.frame_corners, vs.event_corners, vs.unmirrored["event"],
@@ -144,7 +145,8 @@ def _resolve_mirroring(vs: ViewSet) -> tuple[ViewSet, MirrorDecision]:
     cam = decision.camera
     width = vs.event_size[0] if cam == "event" else vs.frame_size[0]
     physical = {i: mirror_x(c, width).astype(np.float32) for i, c in vs.unmirrored[cam].items()}
-    return replace(vs, **{f"{cam}_corners": physical}), decision
+    setattr(vs, f"{cam}_corners", physical)
+    return vs, decision
 
 
 def _lens(corners: dict[int, np.ndarray], mirrored: bool, width: int) -> dict[int, np.ndarray]:

@@ -97,15 +97,18 @@ def _bars_panel(report: dict) -> np.ndarray:
     return _title(panel, "reprojection error per view")
 
 
-def _overlay_panel(calib: Calibration, frame_gray: np.ndarray, event_img: np.ndarray):
+def _overlay_panel(calib: Calibration, frame_gray: np.ndarray, event_img: np.ndarray,
+                   second: str = "event"):
     aligner = ImageAligner(calib)
     frame_al = aligner.align_gray(frame_gray)
     ev_al = event_image_to_aligned(calib, event_img)
     edges = cv2.Canny(cv2.GaussianBlur(ev_al, (0, 0), 2.0), 60, 150) > 0
     img = cv2.cvtColor(frame_al, cv2.COLOR_GRAY2BGR)
     img[edges] = (0, 0, 255)
+    note = " (stereo: aligned at infinity, nearer boards keep their disparity)" \
+        if calib.model == "stereo" else " over the frame"
     return _title(_fit(img), f"aligned grid {calib.output_size[0]}x{calib.output_size[1]}: "
-                             "event edges (red) over the frame")
+                             f"{second} edges (red){note}")
 
 
 def write_report_png(calib: Calibration, vs: ViewSet, report: dict, board: Board,
@@ -116,10 +119,14 @@ def write_report_png(calib: Calibration, vs: ViewSet, report: dict, board: Board
     if vs.images:
         vid = sorted(vs.images)[0]
         fg, ei = vs.images[vid]
-        panels[0] = _corners_panel(fg, vs.frame_corners.get(vid), board, f"frame, view {vid}")
+        flip = {calib.mirror: " (a mirror image)"}
+        panels[0] = _corners_panel(fg, vs.frame_corners.get(vid), board,
+                                   f"frame, view {vid}{flip.get('frame', '')}")
         second = "event accumulation" if vs.source.startswith("session") else "--event-images"
-        panels[1] = _corners_panel(ei, vs.event_corners.get(vid), board, f"{second}, view {vid}")
-        panels[3] = _overlay_panel(calib, fg, ei)
+        panels[1] = _corners_panel(ei, vs.event_corners.get(vid), board,
+                                   f"{second}, view {vid}{flip.get('event', '')}")
+        panels[3] = _overlay_panel(calib, fg, ei, "event" if vs.source.startswith("session")
+                                   else "2nd camera")
     err = calib.alignment_error_px
     lines = [f"model {calib.model}   RMS frame {calib.rms_frame:.3f}  event {calib.rms_event:.3f}"
              f"  stereo {calib.rms_stereo:.3f} px"]

@@ -304,3 +304,26 @@ def test_aligned_grid_samples_at_the_event_cameras_focal_length_by_default(rig):
     assert c_fr["event_coverage_nearest"] < 0.6 < c_ev["event_coverage_nearest"]
     with pytest.raises(ValueError, match="grid scale"):
         calibration_from_geometry(rig, grid=9.0)
+
+
+def test_calibration_without_the_aligned_matrices_gets_their_defaults(rig, tmp_path):
+    """Files from before K_aligned/R_rect_frame (and code that leaves them out) get the frame
+    camera's K shifted by the crop and the identity, and survive a save/load round trip."""
+    from calibration.io import Calibration, load_calibration, save_calibration
+
+    c = Calibration(rig.frame.K, rig.frame.dist, rig.frame.size, rig.event.K, rig.event.dist,
+                    rig.event.size, rig.R_ev_fr, rig.T_ev_fr_m, "homography", np.eye(3),
+                    (800, 400), (10, 20, 800, 400), 0.1, 0.2, 0.3, mirror="event")
+    expected = rig.frame.K.copy()
+    expected[0, 2] -= 10
+    expected[1, 2] -= 20
+    np.testing.assert_allclose(c.K_aligned, expected)
+    np.testing.assert_allclose(c.R_rect_frame, np.eye(3))
+    save_calibration(c, tmp_path / "calib.yaml")
+    back = load_calibration(tmp_path / "calib.yaml")
+    np.testing.assert_allclose(back.K_aligned, expected)
+    assert back.mirror == "event"
+    px = np.array([[0.0, 5.0], [rig.event.width - 1.0, 7.0]])
+    np.testing.assert_allclose(back.sensor_to_lens("event", px),
+                               [[rig.event.width - 1.0, 5.0], [0.0, 7.0]])
+    np.testing.assert_allclose(back.sensor_to_lens("frame", px), px)  # not the mirrored one
