@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
+from common.clierrors import positive
+
 if TYPE_CHECKING:
     from calibration.board import Board
     from common.workspace import Workspace
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 @click.option("--checkerboard", is_flag=True, help="Calibrate from checkerboard views.")
 @click.option("--pattern", default="9x6", show_default=True,
               help="Inner corners per row x per column.")
-@click.option("--square-mm", type=float, default=25.0, show_default=True,
+@click.option("--square-mm", type=positive(float, "mm"), default=25.0, show_default=True,
               help="Side of one square in millimetres.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for calib.yaml, report.json, report.png [default: the workspace's "
@@ -50,21 +52,21 @@ if TYPE_CHECKING:
               help="Sampling of the aligned grid: event (the event camera's focal length, "
                    "coarser than the frame camera's, as the paper's 1034x617 grid), frame (the "
                    "frame camera's), or a scale of the frame camera's focal length (e.g. 0.5).")
-@click.option("--min-depth-m", type=float, default=1.0, show_default=True,
+@click.option("--min-depth-m", type=positive(float, "m"), default=1.0, show_default=True,
               help="Nearest depth the alignment should serve.")
-@click.option("--max-depth-m", type=float, default=10.0, show_default=True,
+@click.option("--max-depth-m", type=positive(float, "m", allow_inf=True), default=10.0, show_default=True,
               help="Farthest depth the alignment should serve (inf allowed).")
-@click.option("--plane-depth-m", type=float, default=None,
+@click.option("--plane-depth-m", type=positive(float, "m", allow_inf=True), default=None,
               help="Z0 of the homography [default: 1/Z0 = mean of 1/min and 1/max depth].")
-@click.option("--blink-hz", type=float, default=None,
+@click.option("--blink-hz", type=positive(float, "Hz"), default=None,
               help="Blink frequency of the board [default: from the session, else estimated "
                    "from the events; 5 for --show-pattern].")
-@click.option("--views", "n_views", type=int, default=40, show_default=True,
+@click.option("--views", "n_views", type=positive(int), default=40, show_default=True,
               help="(--sim) board poses to record.")
-@click.option("--duration", "duration_s", type=float, default=None,
+@click.option("--duration", "duration_s", type=positive(float, "s"), default=None,
               help="(--hardware) seconds to record [default 60].")
 @click.option("--seed", type=int, default=0, show_default=True, help="(--sim) simulator seed.")
-@click.option("--rate", "rate_hz", type=float, default=20.0, show_default=True,
+@click.option("--rate", "rate_hz", type=positive(float, "Hz"), default=20.0, show_default=True,
               help="(--sim/--hardware) trigger rate in Hz.")
 @click.option("--full-res", is_flag=True, help="(--sim) full sensor resolutions.")
 @click.option("--mirror", type=click.Choice(["none", "event", "frame"]), default=None,
@@ -115,6 +117,8 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
     Examples:
       rig calibrate --checkerboard                               # the workspace's way
       rig calibrate --checkerboard --sim --out calib/            # simulated rig, 40 poses
+      rig calibrate --checkerboard --sim --mirror frame --optics real   # frame camera on the
+                                                       # reflected arm, real lenses and splitter
       rig calibrate --checkerboard --session recordings/cal01 --out calib/
       rig calibrate --checkerboard --frame-images 'left/*.png' \\
                     --event-images 'right/*.png' --model stereo --out calib_lr/
@@ -138,12 +142,12 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
     try:
         board = board_from_cli(pattern, square_mm)
     except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+        raise click.BadParameter(f"{pattern!r}: {e}", param_hint="--pattern") from None
     if show_pattern:
         from calibration.pattern import show_pattern as show
 
+        w, h = _screen_size(screen)
         try:
-            w, h = (int(v) for v in screen.lower().split("x"))
             show(board, blink_hz or 5.0, w, h)
         except (ValueError, RuntimeError) as e:
             raise click.ClickException(str(e)) from None
@@ -155,6 +159,9 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
         raise click.UsageError("give one source of views: --sim/--hardware, --session DIR, "
                                "--frame-images GLOB --event-images GLOB, or --events GLOB "
                                "(or none: the workspace's)")
+    if sim and rig_config is not None:
+        raise click.UsageError(f"--rig-config {rig_config}: the simulated rig (--sim) reads no rig "
+                               "config; leave --rig-config out, or record with --hardware")
     if events_glob is not None:
         _calibrate_events(events_glob, board, out_dir, blink_hz, quiet)
         return
@@ -185,37 +192,53 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
                                      param_hint="--grid") from None
     opts = CalibOptions(board, model=model, min_depth_m=min_depth_m, max_depth_m=max_depth_m,
                         plane_depth_m=plane_depth_m, refine=not no_joint_refine, grid=grid)
+    from common.atomic import removed_on_failure
+
+    # a failed calibration leaves no half-written OUT (a recorded session in it is kept)
     try:
-        if sim is not None:
-            tmp = None
-            if record_into is not None:
-                rec_dir = record_into
-            elif keep_session:
-                rec_dir = out_dir / "session"
+        with removed_on_failure(out_dir, keep=lambda folder: any(folder.rglob("session.json"))):
+            if sim is not None:
+                tmp = None
+                if record_into is not None:
+                    rec_dir = record_into
+                elif keep_session:
+                    rec_dir = out_dir / "session"
+                else:
+                    tmp = tempfile.TemporaryDirectory(prefix="rig-calib-")
+                    rec_dir = Path(tmp.name) / "session"
+                click.echo(f"recording a checkerboard session ({'simulated' if sim else 'hardware'}) "
+                           f"into {show_path(rec_dir)} ...", err=True)
+                record_calibration(rec_dir, sim=sim, n_views=n_views, seed=seed, rate_hz=rate_hz,
+                                   duration_s=duration_s, full_res=full_res, rig_config=rig_config,
+                                   show_status=not quiet, mirror=mirror if sim else None,
+                                   optics=optics if sim else None)
+                session_dir = rec_dir
+            if session_dir is not None:
+                source = session_views(session_dir, blink_hz=blink_hz, progress=not quiet)
             else:
-                tmp = tempfile.TemporaryDirectory(prefix="rig-calib-")
-                rec_dir = Path(tmp.name) / "session"
-            click.echo(f"recording a checkerboard session ({'simulated' if sim else 'hardware'}) "
-                       f"into {show_path(rec_dir)} ...", err=True)
-            record_calibration(rec_dir, sim=sim, n_views=n_views, seed=seed, rate_hz=rate_hz,
-                               duration_s=duration_s, full_res=full_res, rig_config=rig_config,
-                               show_status=not quiet, mirror=mirror if sim else None,
-                               optics=optics if sim else None)
-            session_dir = rec_dir
-        if session_dir is not None:
-            source = session_views(session_dir, blink_hz=blink_hz, progress=not quiet)
-        else:
-            assert frame_images and event_images  # checked above: they go together
-            source = folder_views(frame_images, event_images)
-        if mirror is not None and not sim:
-            source.reflected_arm, source.reflected_arm_source = mirror, f"--mirror {mirror}"
-        for note in source.notes:
-            click.echo(f"note: {note}", err=True)
-        res = run_calibration(source, opts, out_dir, progress=not quiet)
+                assert frame_images and event_images  # checked above: they go together
+                source = folder_views(frame_images, event_images)
+            if mirror is not None and not sim:
+                source.reflected_arm, source.reflected_arm_source = mirror, f"--mirror {mirror}"
+            for note in source.notes:
+                click.echo(f"note: {note}", err=True)
+            res = run_calibration(source, opts, out_dir, progress=not quiet)
     except (ValueError, RuntimeError, OSError) as e:
         raise click.ClickException(str(e)) from None
     for line in summary_lines(res):
         click.echo(line)
+
+
+def _screen_size(screen: str) -> tuple[int, int]:
+    """--screen WxH: two whole numbers of pixels."""
+    try:
+        w, h = (int(v) for v in screen.lower().split("x"))
+    except ValueError:
+        w = h = 0
+    if w <= 0 or h <= 0:
+        raise click.BadParameter(f"{screen!r}: expected the screen size WxH in pixels, e.g. "
+                                 "1920x1080", param_hint="--screen")
+    return w, h
 
 
 def _calibrate_events(events_glob: str, board: Board, out_dir: Path | None,
@@ -233,11 +256,14 @@ def _calibrate_events(events_glob: str, board: Board, out_dir: Path | None,
             raise click.ClickException(str(exc)) from None
         out_dir = ws.calib / "event_only"  # not calib/calib.yaml: the builder needs a full one
         click.echo(f"calibration: {ws.show(out_dir)} (event only)", err=True)
+    from common.atomic import removed_on_failure
+
     try:
         paths = expand_event_glob(events_glob)
         if not quiet:
             click.echo(f"event-only calibration from {len(paths)} recording(s) ...", err=True)
-        res = calibrate_event_only(paths, board, out_dir, blink_hz=blink_hz)
+        with removed_on_failure(out_dir):
+            res = calibrate_event_only(paths, board, out_dir, blink_hz=blink_hz)
     except EventFileError as e:
         raise click.ClickException(f"not an event file: {e}") from None
     except (ValueError, RuntimeError, OSError) as e:
@@ -316,14 +342,14 @@ def export(fmt: str, calib_yaml: Path | None, out: str | None, frame_name: str, 
     if calib_yaml.is_dir():
         calib_yaml = calib_yaml / "calib.yaml"
     target = Path(out) if out is not None else calib_yaml.parent
-    if out is not None and out.endswith(("/", os.sep)):  # a folder, maybe not there yet
-        target.mkdir(parents=True, exist_ok=True)
     if fmt == "ros" and target.suffix in (".yaml", ".yml"):
         raise click.BadParameter(f"{out}: --format ros writes one file per camera; give a folder",
                                  param_hint="-o/--out")
     try:
-        calib = load_calibration(calib_yaml)
+        calib = load_calibration(calib_yaml)  # read before anything is created
         source = show_path(calib_yaml)
+        if out is not None and out.endswith(("/", os.sep)):  # a folder, maybe not there yet
+            target.mkdir(parents=True, exist_ok=True)
         if fmt == "kalibr":
             res = export_kalibr(calib, target, frame_topic=frame_topic or default_topic(frame_name),
                                 event_topic=event_topic or default_topic(event_name), source=source)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,12 @@ class Calibration:
         if self.mirror not in MIRROR_CHOICES:
             raise ValueError(f"calibration mirror must be one of {MIRROR_CHOICES}, "
                              f"got {self.mirror!r}")
+        if self.K_aligned is None or self.K_aligned.size == 0:  # the frame camera's K, cropped
+            self.K_aligned = np.asarray(self.K_frame, np.float64).copy()
+            self.K_aligned[0, 2] -= self.valid_roi[0]
+            self.K_aligned[1, 2] -= self.valid_roi[1]
+        if self.R_rect_frame is None or self.R_rect_frame.size == 0:  # homography: identity
+            self.R_rect_frame = np.eye(3)
 
     def sensor_to_lens(self, camera: str, pixels: np.ndarray) -> np.ndarray:
         """Sensor pixels of `camera` ("frame"/"event") -> the pixels its K and dist describe
@@ -73,12 +80,6 @@ class Calibration:
             return px
         width = self.size_event[0] if camera == "event" else self.size_frame[0]
         return mirror_x(px, int(width))
-        if self.K_aligned is None or self.K_aligned.size == 0:  # the frame camera's K, cropped
-            self.K_aligned = np.asarray(self.K_frame, np.float64).copy()
-            self.K_aligned[0, 2] -= self.valid_roi[0]
-            self.K_aligned[1, 2] -= self.valid_roi[1]
-        if self.R_rect_frame is None or self.R_rect_frame.size == 0:  # homography: identity
-            self.R_rect_frame = np.eye(3)
 
 
 def _or_unset(m: np.ndarray | None) -> np.ndarray:
@@ -143,16 +144,32 @@ def _open_storage(path: str | os.PathLike[str]) -> tuple[Path, str, cv2.FileStor
     path = Path(path)
     if path.is_dir():
         path = path / "calib.yaml"
+    what = "give the calib.yaml that rig calibrate --checkerboard wrote"
     try:
         text = path.read_text()
+    except UnicodeDecodeError:
+        raise CalibrationFileError(f"{path}: not a calibration file (binary, not YAML text); "
+                                   f"{what}") from None
     except OSError as e:
         raise CalibrationFileError(f"{path}: cannot read calibration file ({e.strerror})") from None
+    if not text.strip():
+        raise CalibrationFileError(f"{path}: empty file, not a calibration; {what}")
     try:
         fs = cv2.FileStorage(text, cv2.FILE_STORAGE_READ | cv2.FILE_STORAGE_MEMORY)
-    except cv2.error as e:
-        raise CalibrationFileError(f"{path}: not an OpenCV FileStorage file ({e.msg.strip()})") \
-            from None
+    except (cv2.error, SystemError) as e:  # OpenCV 5 wraps its parse error in a SystemError
+        cause = e if isinstance(e, cv2.error) else e.__cause__ or e
+        raise CalibrationFileError(f"{path}: not an OpenCV FileStorage file "
+                                   f"({_opencv_detail(cause)}); {what}") from None
     return path, text, fs
+
+
+def _opencv_detail(exc: BaseException) -> str:
+    """What an OpenCV parse error says, without its source file: "Parsing error: (2): ..."."""
+    kind = re.search(r"\(-?\d+:([^)]*)\)", str(getattr(exc, "msg", "")))
+    where = str(getattr(exc, "func", "") or "").strip()
+    if kind and where:
+        return f"{kind.group(1)}: {where}"
+    return " ".join(str(exc).split())
 
 
 def save_calibration(calib: Calibration, path: str | os.PathLike[str]) -> None:

@@ -6,6 +6,9 @@ rename cannot cross a file system), fsync it, give it the mode a plain `open()` 
 (0o666 less the umask: `mkstemp` makes 0o600, which colleagues on shared lab storage cannot read),
 rename it over the target, fsync the folder (so the rename itself survives a power cut), and remove
 the temporary file when anything fails on the way.
+
+`removed_on_failure`: the same promise for a command's output folder: a command that fails takes
+back what it created, so no half-written folder is left behind.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -54,7 +58,8 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush a written file's data to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -84,7 +89,7 @@ class PendingFile:
         if self.done:
             raise RuntimeError(f"{self.path}: already published or discarded")
         try:
-            _fsync_file(self.tmp_path)
+            fsync_file(self.tmp_path)
             os.chmod(self.tmp_path, published_mode())
             os.replace(self.tmp_path, self.path)
         except BaseException:
@@ -153,3 +158,39 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | 
                       default: Callable[[Any], Any] | None = json_default) -> None:
     """`data` as JSON (with a final newline) published atomically."""
     write_text_atomic(path, json.dumps(data, indent=indent, default=default) + "\n")
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (what creating it would add)."""
+    path = Path(os.path.abspath(path))
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+@contextlib.contextmanager
+def removed_on_failure(*paths: str | os.PathLike[str] | None,
+                       keep: Callable[[Path], bool] | None = None) -> Iterator[None]:
+    """Output paths a command is about to create: when the block fails (any Exception, or a
+    non-zero SystemExit), whatever of them the block created is removed again (with the parent
+    folders it created) unless `keep(path)` says it holds something worth keeping. Paths that
+    existed before are never touched."""
+    new = [m for p in paths if p is not None and (m := _first_missing(Path(p))) is not None]
+    try:
+        yield
+    except BaseException as exc:
+        failed = isinstance(exc, Exception) or (isinstance(exc, SystemExit) and exc.code not in (0, None))
+        if failed:
+            for path in new:
+                if not path.exists() and not path.is_symlink():
+                    continue
+                if keep is not None and keep(path):
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+        raise

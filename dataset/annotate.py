@@ -19,6 +19,7 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 
 from dataset.labels import LabelError, find_label_files, lookup_table, read_label_png
+from dataset.reader import open_sequence_file
 from dataset.rpea_format import (
     edit_sequence,
     grid_positions,
@@ -68,7 +69,7 @@ def export_annotation(root: Path, out_dir: Path, *, split: str | None = None,
     for d, s in jobs:
         folder = Path(out_dir) / s["name"]
         folder.mkdir(parents=True, exist_ok=True)
-        with h5py.File(d / s["file"], "r") as f:
+        with open_sequence_file(d / s["file"]) as f:
             fids = f["pairs/frame_id"][()]
             t0, t1 = f["pairs/event_t0_us"][()], f["pairs/event_t1_us"][()]
             for i in range(0, f["images"].shape[0], every):
@@ -105,7 +106,7 @@ def import_labels(root: Path, labels_dir: Path, *, ids: str = "label",
         if not files:
             continue
         path = d / s["file"]
-        with h5py.File(path, "r") as f:
+        with open_sequence_file(path) as f:
             fids = f["pairs/frame_id"][()]
             shape = f["images"].shape[1:3]
         row = {int(v): i for i, v in enumerate(fids)}

@@ -15,10 +15,12 @@ from typing import Any
 
 from calibration.io import CalibrationFileError, load_calibration
 from common.atomic import write_json_atomic
+from common.clierrors import describe, is_disk_full
 from common.workspace import show_path
 from dataset.build.options import BuildError, BuildOptions, SessionPlan
 from dataset.build.planning import plan, session_key
 from dataset.build.sequence import build_sequence, event_windows
+from dataset.build.sync_truth import summary as truth_summary
 from dataset.labels import LabelError
 from dataset.rpea_format import read_index, update_index
 from dataset.splits import DEFAULT_FRACTIONS, SPLITS
@@ -37,6 +39,16 @@ def build(split: str, sessions: list[Path], opts: BuildOptions,
         raise BuildError(f"{opts.calib_path}: calibration file not found")
     if opts.labels_dir is not None and not Path(opts.labels_dir).is_dir():
         raise BuildError(f"{opts.labels_dir}: labels folder not found")
+    # every input file is read once before anything is written: a broken one leaves no output
+    load_calibration(opts.calib_path)  # CalibrationFileError (a ValueError) names the file
+    if opts.label_mapping is not None:
+        from dataset.labels import load_mapping
+
+        load_mapping(opts.label_mapping)
+    if opts.splits_file is not None:
+        from dataset.splits import load_splits_file
+
+        load_splits_file(opts.splits_file)
     plans = plan(sessions, opts)
     log(split_summary(plans, opts))
     todo = [p for p in plans if split == "all" or p.split == split]
@@ -65,8 +77,7 @@ def build(split: str, sessions: list[Path], opts: BuildOptions,
                     entries.append(fut.result())
                     _log_entry(entries[-1], log)
                 except (BuildError, LabelError, OSError, ValueError) as err:
-                    failed.append((p.name, str(err)))
-                    log(f"FAILED {p.name}: {err}")
+                    _failed(p, err, failed, log)
                 bar.update()
     bar.close()
     for e in entries:
@@ -136,8 +147,19 @@ def _run_one(p: SessionPlan, opts: BuildOptions, entries: list, failed: list, lo
         entries.append(build_sequence(p, opts))
         _log_entry(entries[-1], log)
     except (BuildError, LabelError, OSError, ValueError) as err:
-        failed.append((p.name, str(err)))
-        log(f"FAILED {p.name}: {err}")
+        _failed(p, err, failed, log)
+
+
+def _failed(p: SessionPlan, err: Exception, failed: list, log: Callable[[str], None]) -> None:
+    """A session that failed to build: noted, and the build goes on with the next one - unless the
+    disk is full, which stops it at once (the half-written file is already gone: atomic publish)."""
+    message = describe(err)[0] if isinstance(err, OSError) else str(err)
+    if is_disk_full(err):
+        raise BuildError(f"disk full while building {p.name} ({message}); nothing of {p.name} was "
+                         "kept: free some disk space, then run the same command with --resume "
+                         "(the sequences already built are kept)") from None
+    failed.append((p.name, message))
+    log(f"FAILED {p.name}: {message}")
 
 
 def _log_entry(e: dict[str, Any], log: Callable[[str], None]) -> None:
@@ -146,8 +168,9 @@ def _log_entry(e: dict[str, Any], log: Callable[[str], None]) -> None:
         log(f"{e['name']}: up to date ({e['num_pairs']} pairs), skipped")
         return
     ratio = r["recording_s"] / r["build_s"] if r.get("build_s") else 0.0
+    truth = f"; {truth_summary(r['sync_vs_truth'])}" if r.get("sync_vs_truth") else ""
     log(f"{e['name']}: {e['num_pairs']} pairs ({e['num_labelled']} labelled), "
-        f"{r['events_kept']:,} events; {r['sync']['summary']}; built in {r['build_s']:.1f} s "
+        f"{r['events_kept']:,} events; {r['sync']['summary']}{truth}; built in {r['build_s']:.1f} s "
         f"({ratio:.2f}x real time)")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from common.lazycli import LazyGroup
+from common.clierrors import CommandGroup
 from rig import __version__
 
 # name -> "module:click command"; each module owns its commands and is imported only when used.
@@ -20,7 +20,7 @@ LAZY = {
 }
 
 
-@click.group(cls=LazyGroup, lazy_commands=LAZY, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, lazy_commands=LAZY, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rpea")
 def main() -> None:
     """Build pixel-aligned RGB + event datasets (RPEA HDF5) from recorded sessions.

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from common.clierrors import Number, positive
+
 if TYPE_CHECKING:
     from common.workspace import Workspace
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Dataset folder; writes <out>/<split>/<sequence>.h5 and index.json "
                    "[default: the workspace's data/].")
-@click.option("--window-ms", "window_ms", type=float, default=None,
+@click.option("--window-ms", "window_ms", type=positive(float, "ms"), default=None,
               help="Event window per pair in ms, centred on the exposure mid-time [default: 50].")
 @click.option("--window", "window", type=click.Choice(["ms", "exposure"]), default=None,
               help="'exposure': the events during the exposure; 'ms': see --window-ms.")
@@ -39,11 +41,12 @@ if TYPE_CHECKING:
 @click.option("--splits", "splits", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="YAML {split: [session folder names]}; default: seeded, balanced.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split assignment.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Sessions built in parallel.")
+@click.option("--workers", type=positive(int), default=1, show_default=True,
+              help="Sessions built in parallel.")
 @click.option("--resume", is_flag=True, help="Skip sequences already built with the same inputs.")
-@click.option("--alpha", type=float, default=0.1, show_default=True,
+@click.option("--alpha", type=Number(float, min=0, max=1), default=0.1, show_default=True,
               help="HSV V below this is under-exposed (condition tag).")
-@click.option("--beta", type=float, default=0.9, show_default=True,
+@click.option("--beta", type=Number(float, min=0, max=1), default=0.9, show_default=True,
               help="HSV V above this is over-exposed (condition tag).")
 @click.option("--serial", is_flag=True,
               help="One process per session (default: two image processes per session while "
@@ -75,6 +78,7 @@ def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...
       rpea build --split all --sessions rec/* --calib calib.yaml --out data/ --workers 2
       rpea build --split val --sessions rec/* --calib calib.yaml --out data/ --window exposure
     """
+    from common.atomic import removed_on_failure
     from common.workspace import WorkspaceError, load_workspace
     from dataset.builder import BuildError, BuildOptions, index_summary
     from dataset.builder import build as run_build
@@ -110,8 +114,16 @@ def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...
                         write_masks=not no_masks, image_workers=0 if serial else 2,
                         sync=SyncConfig(first_exposure_on_first_pulse=trust_first_frame),
                         progress=not quiet)
-    try:
-        result = run_build(split, session_list, opts, log=lambda s: click.echo(s, err=True))
+    if alpha >= beta:
+        raise click.BadParameter(f"--alpha {alpha:g} must be below --beta {beta:g}",
+                                 param_hint="--alpha")
+    try:  # an output folder this build created goes again when it fails with no sequence built
+        with removed_on_failure(out, keep=lambda folder: any(folder.rglob("*.h5"))):
+            result = run_build(split, session_list, opts, log=lambda s: click.echo(s, err=True))
+            if result["failed"] and not result["sequences"]:
+                name, why = result["failed"][0]
+                raise BuildError(f"no sequence built, {len(result['failed'])} session(s) failed; "
+                                 f"the first, {name}: {why}")
     except (BuildError, LabelError, SplitError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     for line in index_summary(out):
@@ -138,6 +150,14 @@ def _workspace_sessions(ws: Workspace) -> list[Path]:
         if skipped else ""
     click.echo(f"sessions: {len(data)} complete under {ws.show(ws.recordings)} "
                f"({ws.origin('recordings')}){left_out}", err=True)
+    from rig.session import RECOVERABLE_STATUSES
+
+    crashed = [e.path for e in found if e.manifest is not None and e.path not in data
+               and e.manifest.purpose == "data" and e.manifest.status in RECOVERABLE_STATUSES]
+    if crashed:
+        click.echo(f"note: {len(crashed)} session(s) crashed or failed while recording "
+                   f"({', '.join(p.name for p in crashed)}): `rig session recover DIR` keeps what "
+                   "they wrote and makes them buildable", err=True)
     if not data:
         raise click.ClickException(
             f"no session to build under {ws.show(ws.recordings)}: record one with "

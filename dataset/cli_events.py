@@ -12,6 +12,9 @@ from pathlib import Path
 import click
 import numpy as np
 
+from common.clierrors import Number, positive
+
+CHUNK_MB = Number(float, min=0.001, max=4096, unit="MB")
 FORMAT_CHOICES = ("evt3", "evt2", "evt21", "dat", "aedat2", "aedat4", "dsec")
 _FORMAT_HELP = ("Format of a file whose header names none (headerless data also needs --width and "
                 "--height). A file whose header names its format is read as that format.")
@@ -94,10 +97,10 @@ def _summarise(path: Path, width: int | None, height: int | None, chunk_bytes: i
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "evt_format", type=click.Choice(FORMAT_CHOICES, case_sensitive=False),
               default=None, help=_FORMAT_HELP)
-@click.option("--width", type=int, default=None, help="Sensor width if the header has none.")
-@click.option("--height", type=int, default=None, help="Sensor height if the header has none.")
+@click.option("--width", type=positive(int), default=None, help="Sensor width if the header has none.")
+@click.option("--height", type=positive(int), default=None, help="Sensor height if the header has none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--chunk-mb", type=float, default=8.0, show_default=True,
+@click.option("--chunk-mb", type=CHUNK_MB, default=8.0, show_default=True,
               help="Decode chunk size (memory stays bounded by it).")  # fmt: skip
 def info(file: Path, evt_format: str | None, width: int | None, height: int | None, as_json: bool,
          chunk_mb: float) -> None:  # fmt: skip
@@ -163,9 +166,9 @@ def info(file: Path, evt_format: str | None, width: int | None, height: int | No
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "evt_format", type=click.Choice(FORMAT_CHOICES, case_sensitive=False),
               default=None, help=_FORMAT_HELP)
-@click.option("--width", type=int, default=None, help="Sensor width if the header has none.")
-@click.option("--height", type=int, default=None, help="Sensor height if the header has none.")
-@click.option("--chunk-mb", type=float, default=8.0, show_default=True,
+@click.option("--width", type=positive(int), default=None, help="Sensor width if the header has none.")
+@click.option("--height", type=positive(int), default=None, help="Sensor height if the header has none.")
+@click.option("--chunk-mb", type=CHUNK_MB, default=8.0, show_default=True,
               help="Decode chunk size (memory stays bounded by it).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 def convert(file: Path, out: Path, evt_format: str | None, width: int | None, height: int | None,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from common.clierrors import Number, positive
+
 DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
@@ -26,6 +28,10 @@ def check(root: Path, no_alignment: bool, no_checksums: bool) -> None:
     """
     from dataset.rpea_check import check_root
 
+    if not (root / "index.json").is_file() and not any(
+            (p / "index.json").is_file() for p in root.iterdir() if p.is_dir()):
+        raise click.ClickException(f"{root}: no index.json here nor in any subfolder: not an RPEA "
+                                   "dataset; give the folder rpea build wrote (e.g. data/)")
     problems = check_root(root, alignment=not no_alignment, checksums=not no_checksums)
     for p in problems:
         click.echo(str(p))
@@ -55,12 +61,14 @@ def stats(root: Path, out: Path | None) -> None:
     from dataset.stats import collect, figures, table
     from dataset.visual import save_rgb
 
-    out = out or root / "stats"
-    out.mkdir(parents=True, exist_ok=True)
     try:
         st = collect(root)
-    except (FileNotFoundError, OSError, KeyError, json.JSONDecodeError) as err:
+    except FileNotFoundError as err:  # names the folder or the file itself
+        raise click.ClickException(str(err)) from None
+    except (OSError, KeyError, json.JSONDecodeError) as err:
         raise click.ClickException(f"{root}: {err}") from None
+    out = out or root / "stats"  # made only once there is something to write into it
+    out.mkdir(parents=True, exist_ok=True)
     for name, img in figures(st).items():
         save_rgb(out / f"{name}.png", img)
     text = table(st)
@@ -73,7 +81,11 @@ def stats(root: Path, out: Path | None) -> None:
 def _locate(root: Path, split: str | None, sequence: str | None, index: int) -> tuple[Path, int]:
     from dataset.annotate import iter_sequences
 
-    seqs = [(d, s) for d, s in iter_sequences(root, split) if not sequence or s["name"] == sequence]
+    try:
+        seqs = [(d, s) for d, s in iter_sequences(root, split)
+                if not sequence or s["name"] == sequence]
+    except FileNotFoundError as err:  # not a dataset: the message names the folder
+        raise click.ClickException(str(err)) from None
     if not seqs:
         raise click.ClickException(f"{root}: no sequence matches (split={split}, sequence={sequence})")
     i = index
@@ -87,7 +99,8 @@ def _locate(root: Path, split: str | None, sequence: str | None, index: int) -> 
 
 @click.command("show")
 @click.argument("root", type=DIR)
-@click.option("--index", "index", type=int, required=True, help="Pair number (over the split).")
+@click.option("--index", "index", type=Number(int, min=0), required=True,
+              help="Pair number (over the split).")
 @click.option("--split", default=None, help="Split folder [default: all, in order].")
 @click.option("--sequence", default=None, help="Count the index inside this sequence only.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -100,14 +113,12 @@ def show(root: Path, index: int, split: str | None, sequence: str | None, out: P
       rpea show data/ --index 0
       rpea show data/ --split val --sequence night_01 --index 12 --out pair.png
     """
-    import h5py
-    import hdf5plugin  # noqa: F401
-
     from dataset.annotate import pair_views
+    from dataset.reader import open_sequence_file
     from dataset.visual import panel, save_rgb
 
     path, i = _locate(root, split, sequence, index)
-    with h5py.File(path, "r") as f:
+    with open_sequence_file(path) as f:
         v = pair_views(f, i)
         fid = int(f["pairs/frame_id"][i])
     names = ["rgb", "events", "overlay"] + (["label"] if "label" in v else [])
@@ -124,7 +135,7 @@ def show(root: Path, index: int, split: str | None, sequence: str | None, out: P
               help="Output folder: <out>/<sequence>/frame_<id>_annot.png and _rgb.png.")
 @click.option("--split", default=None, help="Only this split.")
 @click.option("--sequence", default=None, help="Only this sequence.")
-@click.option("--every", type=int, default=1, show_default=True, help="Every n-th pair.")
+@click.option("--every", type=positive(int), default=1, show_default=True, help="Every n-th pair.")
 def export_annotation(root: Path, out: Path, split: str | None, sequence: str | None, every: int) -> None:
     """Side-by-side RGB | event frame | overlay per pair, as the paper's annotators saw them.
 
@@ -134,13 +145,13 @@ def export_annotation(root: Path, out: Path, split: str | None, sequence: str | 
     Example:
       rpea export-annotation data/ --split train --out annot/
     """
+    from common.atomic import removed_on_failure
     from dataset.annotate import export_annotation as run
 
-    if every < 1:
-        raise click.UsageError("--every must be >= 1")
     try:
-        n = run(root, out, split=split, sequence=sequence, every=every)
-    except FileNotFoundError as err:
+        with removed_on_failure(out):
+            n = run(root, out, split=split, sequence=sequence, every=every)
+    except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"{n} pairs exported to {out}")
 

@@ -74,8 +74,8 @@ def load_mapping(path: str | Path) -> dict[int, int]:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise LabelError(f"{path}: cannot read the mapping ({err})") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise LabelError(f"{path}: cannot read the mapping ({' '.join(str(err).split())})") from None
     if not isinstance(data, dict) or not data:
         raise LabelError(f"{path}: expected a YAML mapping 'source id: train id'")
     try:

@@ -52,6 +52,15 @@ class RPEAFormatError(ValueError):
     """A file does not follow the RPEA layout; the message names the file and the problem."""
 
 
+def open_sequence_file(path: str | os.PathLike[str]) -> h5py.File:
+    """An RPEA sequence file opened for reading; RPEAFormatError naming it when it is not HDF5
+    (a text file, a truncated copy) or cannot be read."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise RPEAFormatError(f"{path}: cannot open as HDF5: {err}") from err
+
+
 @dataclass
 class PairEvents:
     """Events of one pair's window; `t_us` is absolute on the event-camera clock.
@@ -108,10 +117,7 @@ class RPEASequence:
     def h5(self) -> h5py.File:
         """The process-local open handle."""
         if self._h5 is None or self._pid != os.getpid():
-            try:
-                self._h5 = h5py.File(self.path, "r")
-            except OSError as err:
-                raise RPEAFormatError(f"{self.path}: cannot open as HDF5: {err}") from err
+            self._h5 = open_sequence_file(self.path)
             self._pid = os.getpid()
             self._ds = {}
         return self._h5

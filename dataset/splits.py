@@ -35,8 +35,8 @@ def load_splits_file(path: str | Path) -> dict[str, str]:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise SplitError(f"{path}: cannot read ({err})") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise SplitError(f"{path}: cannot read ({' '.join(str(err).split())})") from None
     if not isinstance(data, dict):
         raise SplitError(f"{path}: expected a mapping 'split name: [session names]'")
     out: dict[str, str] = {}

@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 
@@ -59,12 +58,14 @@ def split_dirs(root: Path) -> list[Path]:
 
 
 def collect(root: Path) -> DatasetStats:
+    from dataset.reader import open_sequence_file
+
     st = DatasetStats()
     for d in split_dirs(root):
         index = json.loads((d / "index.json").read_text())
         for s in index["sequences"]:
             st.sequences += 1
-            with h5py.File(d / s["file"], "r") as f:
+            with open_sequence_file(d / s["file"]) as f:
                 n = f["images"].shape[0]
                 scene = str(f.attrs.get("scene", s.get("scene", "?")))
                 tod = str(f.attrs.get("time_of_day", s.get("time_of_day", "?")))

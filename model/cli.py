@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from common.lazycli import LazyGroup
+from common.clierrors import CommandGroup
 
 # name -> "module:click command"; a subcommand's module is imported only when it is used
 LAZY = {
@@ -17,7 +17,7 @@ LAZY = {
 }
 
 
-@click.group(cls=LazyGroup, lazy_commands=LAZY, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, lazy_commands=LAZY, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """CACD: event + frame semantic segmentation (MiT encoders, HFCA, JBCD, SegFormer decoder).
 

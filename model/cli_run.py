@@ -10,6 +10,7 @@ import click
 import torch
 import yaml
 
+from common.clierrors import positive
 from common.workspace import new_folder_name
 from model import config as config_mod
 
@@ -22,7 +23,15 @@ def _run_config(checkpoint: Path) -> dict:
     run = checkpoint if checkpoint.is_dir() else checkpoint.parent
     path = run / "config.yaml"
     if path.is_file():
-        return config_mod.deep_update(config_mod.DEFAULTS, yaml.safe_load(path.read_text()))
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise click.ClickException(f"{path}: cannot read the run's config "
+                                       f"({' '.join(str(err).split())})") from None
+        try:
+            return config_mod.check_config(data if data is not None else {}, str(path))
+        except config_mod.ConfigError as err:
+            raise click.ClickException(str(err)) from None
     return config_mod.resolve()
 
 
@@ -98,11 +107,19 @@ def train_cmd(data_dir, run_dir, config_file, sets, resume, quiet):
       cacd train --data data/ --out runs/ablate_img --config ablation/image_only.yaml
       cacd train --data data/ --out runs/compact --resume
       torchrun --nproc_per_node 2 -m model.cli train --data data/ --out runs/ddp
+
+    Ctrl-C stops after the current step with a checkpoint (exit 130); --resume then
+    continues exactly as if never stopped (also after a kill, from the last checkpoint).
     """
+    from common.atomic import removed_on_failure
     from dataset.reader import has_split
-    from model.checkpoint import find_runs
+    from model.checkpoint import RUN_WEIGHTS, find_runs
     from model.train import train
 
+    try:  # the config first: a typo fails before anything is read or created
+        cfg = config_mod.resolve(config_file, sets)
+    except config_mod.ConfigError as err:
+        raise click.UsageError(str(err)) from None
     ws = _workspace()
     data_dir = _default_data(data_dir, ws)
     if run_dir is None:
@@ -120,17 +137,35 @@ def train_cmd(data_dir, run_dir, config_file, sets, resume, quiet):
         click.echo(f"warning: {data_dir} has no val split: training without validation (the "
                    "last weights are kept, no best-on-val). Build one with: rpea build --split val "
                    "(it needs a second recorded session)", err=True)
-    try:
-        cfg = config_mod.resolve(config_file, sets)
-    except (KeyError, TypeError, ValueError, FileNotFoundError) as err:
-        raise click.UsageError(str(err)) from err
     if resume and (Path(run_dir) / "config.yaml").is_file() and not config_file and not sets:
         cfg = _run_config(Path(run_dir))
-    summary = train(cfg, data_dir, run_dir, resume=resume, progress=not quiet)
+    # a run that fails before its first checkpoint leaves no folder behind
+    with removed_on_failure(run_dir, keep=lambda folder: any(
+            f.name in RUN_WEIGHTS for f in folder.rglob("*.safetensors"))):
+        summary = train(cfg, data_dir, run_dir, resume=resume, progress=not quiet)
+    if summary.get("interrupted"):  # Ctrl-C: the step's checkpoint is saved, resume continues it
+        click.echo(f"interrupted at step {summary['global_step']} (checkpoint saved in {run_dir}); "
+                   f"continue exactly with: cacd train --data {data_dir} --out {run_dir} --resume"
+                   + (" (and the same --config/--set)" if config_file or sets else ""), err=True)
+        raise SystemExit(130)
     best = summary["best_val_mIoU"]
     click.echo(f"trained {summary['global_step']} steps in {summary['elapsed_s']} s; "
                + (f"best val mIoU {best}" if best is not None else "not validated (no val split)")
                + f"; run: {run_dir}")
+
+
+def _misalign_list(text: str) -> list[float]:
+    """--misalign: a comma list of finite shifts in pixels (>= 0)."""
+    import math
+
+    try:
+        shifts = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        shifts = []
+    if not shifts or not all(math.isfinite(v) and v >= 0 for v in shifts):
+        raise click.BadParameter(f"{text!r}: expected shifts in pixels (numbers >= 0), comma-"
+                                 "separated, e.g. 0,1,2,4,8", param_hint="--misalign")
+    return shifts
 
 
 @click.command("eval")
@@ -144,7 +179,7 @@ def train_cmd(data_dir, run_dir, config_file, sets, resume, quiet):
               help="Comma list of event shifts in pixels (random directions), e.g. 0,1,2,4,8.")
 @click.option("--out", "out_json", default=None, type=click.Path(dir_okay=False),
               help="Metrics JSON (default: <run>/eval_<split>.json).")
-@click.option("--limit", type=int, default=None, help="Evaluate only the first N pairs.")
+@click.option("--limit", type=positive(int), default=None, help="Evaluate only the first N pairs.")
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available).")
 def eval_cmd(checkpoint, data_dir, split, misalign, out_json, limit, device):
     """Evaluate a checkpoint: mIoU overall, per class, day/night, over/under-exposed regions.
@@ -158,6 +193,7 @@ def eval_cmd(checkpoint, data_dir, split, misalign, out_json, limit, device):
     from model.checkpoint import load_model, resolve_checkpoint
     from model.evaluate import evaluate, write_json
 
+    shifts = _misalign_list(misalign)
     ws = _workspace()
     checkpoint = _default_checkpoint(checkpoint, ws)
     data_dir = _default_data(data_dir, ws)
@@ -165,10 +201,6 @@ def eval_cmd(checkpoint, data_dir, split, misalign, out_json, limit, device):
     ckpt = resolve_checkpoint(checkpoint)
     net = load_model(ckpt, device)
     cfg = _sync_data_cfg(_run_config(Path(checkpoint)), net)
-    try:
-        shifts = [float(s) for s in misalign.split(",") if s.strip()]
-    except ValueError as err:
-        raise click.BadParameter(f"--misalign {misalign!r}: {err}") from err
     docs = []
     for px in shifts:
         doc = evaluate(net, cfg, data_dir, split, misalign_px=px, device=device,
@@ -202,7 +234,7 @@ def eval_cmd(checkpoint, data_dir, split, misalign, out_json, limit, device):
 @click.option("--split", default="val", show_default=True)
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Folder for the PNGs [default: <run>/predictions].")
-@click.option("--limit", type=int, default=20, show_default=True, help="Pairs to draw.")
+@click.option("--limit", type=positive(int), default=20, show_default=True, help="Pairs to draw.")
 @click.option("--device", default=None)
 def predict_cmd(checkpoint, data_dir, split, out_dir, limit, device):
     """Draw prediction overlays: RGB | events | prediction over RGB | ground truth.
@@ -212,6 +244,7 @@ def predict_cmd(checkpoint, data_dir, split, out_dir, limit, device):
       cacd predict                                  # the newest run, the workspace's data/
       cacd predict --checkpoint runs/compact --data data/ --out figs/ --limit 8
     """
+    from common.atomic import removed_on_failure
     from model.checkpoint import load_model, resolve_checkpoint
     from model.predict import predict_to_folder
 
@@ -224,5 +257,6 @@ def predict_cmd(checkpoint, data_dir, split, out_dir, limit, device):
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = load_model(resolve_checkpoint(checkpoint), device)
     cfg = _sync_data_cfg(_run_config(Path(checkpoint)), net)
-    paths = predict_to_folder(net, cfg, data_dir, split, out_dir, device, limit)
+    with removed_on_failure(out_dir):
+        paths = predict_to_folder(net, cfg, data_dir, split, out_dir, device, limit)
     click.echo(json.dumps({"written": len(paths), "folder": str(out_dir)}))

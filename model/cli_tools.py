@@ -7,13 +7,18 @@ import json
 import click
 import torch
 
+from common.clierrors import Number, positive
+
 
 @click.command("bench")
-@click.option("--backbone", default="mit_b0", show_default=True, help="mit_b0 .. mit_b5")
-@click.option("--size", default=512, show_default=True, help="Square input side in pixels.")
-@click.option("--runs", default=10, show_default=True, help="Timed forwards per model.")
-@click.option("--warmup", default=2, show_default=True)
-@click.option("--event-channels", default=3, show_default=True)
+@click.option("--backbone", default="mit_b0", show_default=True,
+              type=click.Choice([f"mit_b{i}" for i in range(6)]), help="MiT encoder size.")
+@click.option("--size", default=512, show_default=True, type=Number(int, min=32, max=8192),
+              help="Square input side in pixels.")
+@click.option("--runs", default=10, show_default=True, type=positive(int),
+              help="Timed forwards per model.")
+@click.option("--warmup", default=2, show_default=True, type=Number(int, min=0))
+@click.option("--event-channels", default=3, show_default=True, type=positive(int))
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available).")
 @click.option("--amp/--no-amp", default=False, help="bf16 autocast (CUDA).")
 @click.option("--no-flops", is_flag=True, help="Skip the FLOP count.")
@@ -62,6 +67,9 @@ def masks_cmd(data_dir, provider, sam_checkpoint, sam_model_type, enhance, split
     """
     from model.masks import write_masks
 
+    if provider == "sam" and not sam_checkpoint:
+        raise click.UsageError("--provider sam needs --sam-checkpoint FILE (a local SAM checkpoint, "
+                               "never downloaded), or use --provider graph")
     files = write_masks(data_dir, provider, enhance, tuple(splits) or None, sam_checkpoint,
                         sam_model_type)
     click.echo(f"masks written into {len(files)} file(s)")
@@ -69,11 +77,13 @@ def masks_cmd(data_dir, provider, sam_checkpoint, sam_model_type, enhance, split
 
 @click.command("synth")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--train", "n_train", default=12, show_default=True, help="Train sequences.")
-@click.option("--val", "n_val", default=4, show_default=True, help="Val sequences.")
-@click.option("--pairs", default=8, show_default=True, help="Pairs per sequence.")
-@click.option("--height", default=96, show_default=True)
-@click.option("--width", default=128, show_default=True)
+@click.option("--train", "n_train", default=12, show_default=True, type=positive(int),
+              help="Train sequences.")
+@click.option("--val", "n_val", default=4, show_default=True, type=Number(int, min=0),
+              help="Val sequences.")
+@click.option("--pairs", default=8, show_default=True, type=positive(int), help="Pairs per sequence.")
+@click.option("--height", default=96, show_default=True, type=Number(int, min=16, max=4096, unit="px"))
+@click.option("--width", default=128, show_default=True, type=Number(int, min=16, max=4096, unit="px"))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--no-masks", is_flag=True, help="Do not store ground-truth instance masks.")
 def synth_cmd(out_dir, n_train, n_val, pairs, height, width, seed, no_masks):
@@ -83,8 +93,11 @@ def synth_cmd(out_dir, n_train, n_val, pairs, height, width, seed, no_masks):
     Example:
       cacd synth --out /tmp/synth && cacd train --data /tmp/synth --out runs/s
     """
+    from common.atomic import removed_on_failure
     from dataset.synthetic import SynthConfig, write_dataset
 
     cfg = SynthConfig(height=height, width=width, pairs_per_sequence=pairs)
-    write_dataset(out_dir, {"train": n_train, "val": n_val}, cfg, seed, with_masks=not no_masks)
+    splits = {"train": n_train, "val": n_val} if n_val else {"train": n_train}
+    with removed_on_failure(out_dir):
+        write_dataset(out_dir, splits, cfg, seed, with_masks=not no_masks)
     click.echo(json.dumps({"out": out_dir, "train": n_train * pairs, "val": n_val * pairs}))

@@ -1,8 +1,13 @@
-"""Training configuration: defaults (the compact CPU preset), YAML files, `--set` overrides."""
+"""Training configuration: defaults (the compact CPU preset), YAML files, `--set` overrides,
+every value checked (SCHEMA: types, ranges, choices; unknown keys with a did-you-mean) before any
+work starts."""
 
 from __future__ import annotations
 
 import copy
+import difflib
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,35 +71,223 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def deep_update(base: dict, other: dict, path: str = "") -> dict:
-    """Merge `other` into a copy of `base`; unknown keys are an error (typos fail loudly)."""
+class ConfigError(ValueError):
+    """A config value of the wrong type or out of range, or an unknown key; the message names
+    where it came from (the YAML file or the --set item) and what is expected."""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What one config leaf takes."""
+
+    kind: str  # bool | int | float | str | choice | crop
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False  # min itself is not allowed
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # null allowed
+
+    def expected(self) -> str:
+        if self.kind == "choice":
+            text = " | ".join(self.choices)
+        elif self.kind == "crop":
+            text = "[height, width] (two whole numbers >= 1)"
+        elif self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "str":
+            text = "a string"
+        else:
+            text = "a whole number" if self.kind == "int" else "a number"
+            if self.min is not None:
+                text += f" {'>' if self.min_open else '>='} {self.min:g}"
+            if self.max is not None:
+                text += f" and <= {self.max:g}"
+        return text + (" or null" if self.optional else "")
+
+
+_POS_INT = _Spec("int", min=1)
+_POS_FLOAT = _Spec("float", min=0, min_open=True)
+_NONNEG_FLOAT = _Spec("float", min=0)
+_PATH = _Spec("str", optional=True)
+_UNIT = _Spec("float", min=0, max=1)
+#: What each key of DEFAULTS takes (a key missing here takes any value; test_config checks none is).
+SCHEMA: dict[str, _Spec] = {
+    "model.backbone": _Spec("choice", choices=tuple(f"mit_b{i}" for i in range(6))),
+    "model.modalities": _Spec("choice", choices=("both", "image", "event")),
+    "model.hfca": _Spec("bool"),
+    "model.jbcd": _Spec("bool"),
+    "model.proj_dim": _POS_INT,
+    "model.decoder_dim": _Spec("int", min=1, optional=True),
+    "model.drop_path_rate": _Spec("float", min=0, max=1),
+    "model.num_classes": _Spec("int", min=1, max=255),
+    "model.pretrained_rgb": _PATH,
+    "model.pretrained_event": _PATH,
+    "data.representation": _Spec("choice", choices=("frame", "voxel")),
+    "data.bins": _POS_INT,
+    "data.crop": _Spec("crop", optional=True),
+    "data.hflip": _Spec("bool"),
+    "data.num_workers": _Spec("int", min=0),
+    "data.masks": _Spec("choice", choices=("masks", "graph", "sam", "auto")),
+    "data.sam_checkpoint": _PATH,
+    "data.sam_model_type": _Spec("choice", choices=("vit_h", "vit_l", "vit_b")),
+    "data.enhance": _Spec("str"),
+    "loss.cluster": _NONNEG_FLOAT,
+    "loss.align": _NONNEG_FLOAT,
+    "loss.boundary": _NONNEG_FLOAT,
+    "loss.content": _NONNEG_FLOAT,
+    "loss.tau": _POS_FLOAT,
+    "loss.alpha": _UNIT,
+    "loss.beta": _UNIT,
+    "loss.max_instances": _POS_INT,
+    "train.epochs": _POS_INT,
+    "train.batch_size": _POS_INT,
+    "train.optimizer": _Spec("choice", choices=("adam", "adamw")),
+    "train.lr": _POS_FLOAT,
+    "train.weight_decay": _NONNEG_FLOAT,
+    "train.lr_schedule": _Spec("choice", choices=("poly", "constant")),
+    "train.max_minutes": _Spec("float", min=0, min_open=True, optional=True),
+    "train.max_steps": _Spec("int", min=1, optional=True),
+    "train.stop_after_steps": _Spec("int", min=1, optional=True),
+    "train.amp": _Spec("choice", choices=("auto", "bf16", "off")),
+    "train.seed": _Spec("int"),
+    "train.val_every": _POS_INT,
+    "train.save_every_steps": _POS_INT,
+    "train.log_every": _POS_INT,
+    "train.threads": _Spec("int", min=1, optional=True),
+    "eval.batch_size": _POS_INT,
+}
+
+
+def _leaves(tree: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in tree.items():
+        out += _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    return out
+
+
+def _did_you_mean(key: str) -> str:
+    """' (did you mean 'train.epochs'?)' for a mistyped key, '' when nothing is close."""
+    names = _leaves(DEFAULTS) + list(DEFAULTS)
+    leaf = key.rpartition(".")[2]
+    # the right name in the wrong section (train.crop -> data.crop), else the closest spelling
+    close = [n for n in names if n.rpartition(".")[2] == leaf and n != key][:1] \
+        or difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_value(key: str, value: Any) -> Any:
+    """`value` for config leaf `key`, checked against SCHEMA (numbers given as strings, e.g. an
+    unquoted 1e-4 that YAML reads as text, are converted); ConfigError without the source."""
+    spec = SCHEMA.get(key)
+    if spec is None:
+        return value
+    bad = ConfigError(f"{key}: expected {spec.expected()}, got {value!r}")
+    if value is None:
+        if spec.optional:
+            return None
+        raise bad
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if spec.kind in ("str", "choice"):
+        if not isinstance(value, str) or not value.strip():
+            raise bad
+        if spec.choices and value not in spec.choices:
+            close = difflib.get_close_matches(value, spec.choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{key}: {value!r} is not one of {' | '.join(spec.choices)}{hint}")
+        return value
+    if spec.kind == "crop":
+        if (not isinstance(value, list | tuple) or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+            raise bad
+        return [int(v) for v in value]
+    if isinstance(value, bool):
+        raise bad
+    number: int | float
+    try:
+        if spec.kind == "int":
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            number = value if isinstance(value, int) else int(str(value).strip())
+        else:
+            number = float(value) if not isinstance(value, str) else float(value.strip())
+    except (TypeError, ValueError):
+        raise bad from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise bad
+    if spec.min is not None and (number < spec.min or (spec.min_open and number == spec.min)):
+        raise bad
+    if spec.max is not None and number > spec.max:
+        raise bad
+    return number
+
+
+def deep_update(base: dict, other: dict, path: str = "", source: str = "config") -> dict:
+    """Merge `other` into a copy of `base`, each value checked (`check_value`); an unknown key,
+    a section given a value or a wrong value raises ConfigError naming `source`."""
+    if not isinstance(other, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(DEFAULTS)}), got "
+                          f"{type(other).__name__}")
     out = copy.deepcopy(base)
     for k, v in other.items():
         where = f"{path}{k}"
         if k not in out:
-            raise KeyError(f"unknown config key {where!r}")
+            raise ConfigError(f"{source}: unknown config key {where!r}{_did_you_mean(where)}")
         if isinstance(out[k], dict):
             if not isinstance(v, dict):
-                raise TypeError(f"config key {where!r} must be a mapping")
-            out[k] = deep_update(out[k], v, where + ".")
+                raise ConfigError(f"{source}: {where} is a section: give its keys "
+                                  f"({', '.join(out[k])}), e.g. {where}.{next(iter(out[k]))}=...")
+            out[k] = deep_update(out[k], v, where + ".", source)
         else:
-            out[k] = v
+            try:
+                out[k] = check_value(where, v)
+            except ConfigError as err:
+                raise ConfigError(f"{source}: {err}") from None
     return out
+
+
+def check_config(cfg: dict, source: str = "config") -> dict:
+    """The whole config checked: every value (`check_value`) and what ties values together."""
+    cfg = deep_update(DEFAULTS, cfg, source=source)
+    if cfg["loss"]["alpha"] >= cfg["loss"]["beta"]:
+        raise ConfigError(f"{source}: loss.alpha ({cfg['loss']['alpha']}) must be below loss.beta "
+                          f"({cfg['loss']['beta']})")
+    if cfg["data"]["masks"] == "sam" and not cfg["data"]["sam_checkpoint"]:
+        raise ConfigError(f"{source}: data.masks=sam needs data.sam_checkpoint=PATH (a local file)")
+    return cfg
 
 
 def parse_set(items: list[str] | tuple[str, ...]) -> dict:
-    """`["train.lr=1e-4", "data.crop=[64,64]"]` -> nested dict (values parsed as YAML)."""
+    """`["train.lr=1e-4", "data.crop=[64,64]"]` -> nested dict (values parsed as YAML), each item
+    checked on its own so that an error names it."""
     out: dict = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected key=value")
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=10")
         key, value = item.split("=", 1)
-        node = out
-        parts = key.strip().split(".")
+        key = key.strip()
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        parts = key.split(".")
+        if not key or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=10")
+        single: dict = {}
+        node = single
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = parsed
+        deep_update(DEFAULTS, single, source=f"--set {item}")
+        out = _merge_raw(out, single)
     return out
+
+
+def training_configs() -> list[str]:
+    """The names `--config` finds in configs/ (rig.yaml examples left out)."""
+    return sorted(f.stem for f in CONFIG_DIR.glob("*.yaml") if not f.stem.startswith("rig"))
 
 
 def load_file(path: str | Path) -> dict:
@@ -105,12 +298,25 @@ def load_file(path: str | Path) -> dict:
     if not p.is_file() and (CONFIG_DIR / f"{p}.yaml").is_file():
         p = CONFIG_DIR / f"{p}.yaml"
     if not p.is_file():
-        raise FileNotFoundError(f"{path}: config file not found")
+        where = "a folder, not a config file" if p.is_dir() else "config file not found"
+        raise ConfigError(f"{path}: {where}; give a YAML file or a name in {CONFIG_DIR} "
+                          f"({', '.join(training_configs())})")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a YAML config (binary data); give a YAML file such as "
+                          f"{CONFIG_DIR / 'compact.yaml'}") from None
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read ({err.strerror})") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"{p}: invalid YAML: {err}") from err
+        raise ConfigError(f"{p}: invalid YAML ({' '.join(str(err).split())})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections ({', '.join(DEFAULTS)}), got "
+                          f"{type(data).__name__}")
     base = data.pop("base", None)
+    deep_update(DEFAULTS, data, source=str(p))  # checked here, so the error names this file
     if base:
         data = _merge_raw(load_file(p.parent / base if (p.parent / base).is_file() else base),
                           data)
@@ -128,8 +334,11 @@ def _merge_raw(a: dict, b: dict) -> dict:
 def resolve(config_file: str | Path | None = None, sets: list[str] | tuple[str, ...] = ()) -> dict:
     """DEFAULTS <- config file <- --set overrides."""
     cfg = copy.deepcopy(DEFAULTS)
+    source = "config"
     if config_file:
-        cfg = deep_update(cfg, load_file(config_file))
+        cfg = deep_update(cfg, load_file(config_file), source=str(config_file))
+        source = str(config_file)
     if sets:
-        cfg = deep_update(cfg, parse_set(sets))
-    return cfg
+        cfg = deep_update(cfg, parse_set(sets), source="--set")
+        source += " and --set"
+    return check_config(cfg, source)

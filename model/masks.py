@@ -91,6 +91,9 @@ def write_masks(root: str | Path, provider: str = "graph", enhance: str = "clahe
     enhancer = get_enhancer(enhance)
     splits = splits or tuple(sorted(p.name for p in root.iterdir() if (p / "index.json").is_file()
                                     or any(p.glob("*.h5"))))
+    if not splits:
+        raise FileNotFoundError(f"{root}: no RPEA dataset here (no <split>/index.json or "
+                                "<split>/*.h5); give the folder rpea build or cacd synth wrote")
     done = []
     for split in splits:
         digests = {}

@@ -3,16 +3,21 @@
 Determinism for resume: the sample order of an epoch is a permutation seeded by (seed, epoch),
 augmentation randomness is keyed by (seed, epoch, sample index) inside the dataset, and the torch
 RNG (dropout, stochastic depth) is saved with every checkpoint; so a run resumed from step k
-follows the same trajectory as an uninterrupted one (bit-exact on CPU).
+follows the same trajectory as an uninterrupted one (bit-exact on CPU). Ctrl-C ends the current
+step and saves its checkpoint (`summary["interrupted"]`); a killed run resumes from its last one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +32,8 @@ from model.cacd import CACDNet, NetConfig
 from model.checkpoint import (
     load_model,
     load_training_state,
+    save_checkpoint,
     save_model,
-    save_training_state,
 )
 from model.data import collate, make_dataset, to_device
 from model.evaluate import evaluate, write_json
@@ -92,10 +97,6 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
     torch.manual_seed(seed)
     run = Path(run_dir)
     main = rank == 0
-    if main:
-        run.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-
     train_ds = make_dataset(cfg, data_root, "train", train=True)
     has_val = has_split(data_root, "val")
     if resume and (run / "last.safetensors").is_file():
@@ -123,6 +124,9 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
     if steps_per_epoch == 0:
         raise ValueError(f"{data_root}/train: {len(train_ds)} labelled pairs, too few for "
                          f"{world} process(es)")
+    if main:  # only now that the data and the network are there: a bad input leaves no run folder
+        run.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     total_steps = epochs * steps_per_epoch
     if t.get("max_steps"):
         total_steps = min(total_steps, int(t["max_steps"]))
@@ -131,70 +135,78 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
     started = time.monotonic() - float(state.get("elapsed_s", 0.0))
     use_hfca, use_jbcd = net.cfg.hfca, net.cfg.jbcd
     stop = False
+    interrupt = threading.Event()  # Ctrl-C: stop after this step, checkpoint, say how to resume
     bar = tqdm(total=total_steps, initial=state["global_step"], disable=not (main and progress),
                desc="train", dynamic_ncols=True,
                mininterval=0.1 if sys.stderr.isatty() else 30.0)  # a log file gets a line per 30 s
-    while state["epoch"] < epochs and not stop:
-        epoch = state["epoch"]
-        train_ds.set_epoch(epoch)
-        batches = _epoch_batches(len(train_ds), int(t["batch_size"]), seed, epoch, rank, world)
-        todo = batches[state["step_in_epoch"]:]
-        # an own generator: creating loaders must not consume the global RNG (exact resume)
-        loader = torch.utils.data.DataLoader(train_ds, batch_sampler=todo, collate_fn=collate,
-                                             num_workers=int(cfg["data"]["num_workers"]),
-                                             generator=torch.Generator().manual_seed(epoch))
-        model.train()
-        for batch in loader:
-            batch = to_device(batch, device)
-            lr = _lr_at(cfg, state["global_step"], total_steps)
-            for g in optim.param_groups:
-                g["lr"] = lr
-            image = batch["image"] if net.cfg.modalities != "event" else None
-            events = batch["events"] if net.cfg.modalities != "image" else None
-            with torch.autocast("cuda", dtype=torch.bfloat16) if amp else _Null():
-                logits, aux = model(image, events, with_aux=True)
-            loss, parts = total_loss(logits, batch["label"], aux, batch, weights,
-                                     use_hfca, use_jbcd)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            state["global_step"] += 1
-            state["step_in_epoch"] += 1
-            bar.update(1)
+    with _sigint_stops(interrupt):
+        while state["epoch"] < epochs and not stop:
+            epoch = state["epoch"]
+            train_ds.set_epoch(epoch)
+            batches = _epoch_batches(len(train_ds), int(t["batch_size"]), seed, epoch, rank, world)
+            todo = batches[state["step_in_epoch"]:]
+            # an own generator: creating loaders must not consume the global RNG (exact resume)
+            loader = torch.utils.data.DataLoader(train_ds, batch_sampler=todo, collate_fn=collate,
+                                                 num_workers=int(cfg["data"]["num_workers"]),
+                                                 generator=torch.Generator().manual_seed(epoch))
+            model.train()
+            for batch in loader:
+                batch = to_device(batch, device)
+                lr = _lr_at(cfg, state["global_step"], total_steps)
+                for g in optim.param_groups:
+                    g["lr"] = lr
+                image = batch["image"] if net.cfg.modalities != "event" else None
+                events = batch["events"] if net.cfg.modalities != "image" else None
+                with torch.autocast("cuda", dtype=torch.bfloat16) if amp else _Null():
+                    logits, aux = model(image, events, with_aux=True)
+                loss, parts = total_loss(logits, batch["label"], aux, batch, weights,
+                                         use_hfca, use_jbcd)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                state["global_step"] += 1
+                state["step_in_epoch"] += 1
+                bar.update(1)
+                if main:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items() if k != "total"},
+                                    refresh=False)
+                    if state["global_step"] % int(t["log_every"]) == 0:
+                        if writer is not None:
+                            for k, v in parts.items():
+                                writer.add_scalar(f"loss/{k}", v, state["global_step"])
+                            writer.add_scalar("lr", lr, state["global_step"])
+                        state.setdefault("loss_log", []).append(
+                            {"step": state["global_step"],
+                             **{k: round(v, 5) for k, v in parts.items()}})
+                elapsed = time.monotonic() - started
+                halt = (t.get("stop_after_steps") and state["global_step"] >= int(t["stop_after_steps"])
+                        or interrupt.is_set())
+                stop = _agree(bool(elapsed > budget_s or state["global_step"] >= total_steps or halt),
+                              world)
+                if stop:
+                    break
+                if main and state["global_step"] % int(t["save_every_steps"]) == 0:
+                    state["elapsed_s"] = elapsed
+                    _save(run, net, optim, state)
+            if state["step_in_epoch"] >= len(batches):
+                state["epoch"] += 1
+                state["step_in_epoch"] = 0
+            state["elapsed_s"] = time.monotonic() - started
+            epoch_done = state["step_in_epoch"] == 0
+            due = state["epoch"] % int(t["val_every"]) == 0 or state["epoch"] >= epochs
+            interrupted = _agree(interrupt.is_set(), world)
+            # Ctrl-C: no validation of its own, so the resumed run validates where an uninterrupted
+            # one does (same history, same best weights)
+            if main and has_val and ((stop and not interrupted) or (epoch_done and due)):
+                _validate(cfg, net, data_root, device, state, run, writer)
             if main:
-                bar.set_postfix({k: f"{v:.3g}" for k, v in parts.items() if k != "total"},
-                                refresh=False)
-                if state["global_step"] % int(t["log_every"]) == 0:
-                    if writer is not None:
-                        for k, v in parts.items():
-                            writer.add_scalar(f"loss/{k}", v, state["global_step"])
-                        writer.add_scalar("lr", lr, state["global_step"])
-                    state.setdefault("loss_log", []).append(
-                        {"step": state["global_step"],
-                         **{k: round(v, 5) for k, v in parts.items()}})
-            elapsed = time.monotonic() - started
-            halt = t.get("stop_after_steps") and state["global_step"] >= int(t["stop_after_steps"])
-            stop = _agree(bool(elapsed > budget_s or state["global_step"] >= total_steps or halt),
-                          world)
-            if stop:
-                break
-            if main and state["global_step"] % int(t["save_every_steps"]) == 0:
-                state["elapsed_s"] = elapsed
                 _save(run, net, optim, state)
-        if state["step_in_epoch"] >= len(batches):
-            state["epoch"] += 1
-            state["step_in_epoch"] = 0
-        state["elapsed_s"] = time.monotonic() - started
-        epoch_done = state["step_in_epoch"] == 0
-        due = state["epoch"] % int(t["val_every"]) == 0 or state["epoch"] >= epochs
-        if main and has_val and (stop or (epoch_done and due)):
-            _validate(cfg, net, data_root, device, state, run, writer)
-        if main:
-            _save(run, net, optim, state)
-        if world > 1:
-            dist.barrier()
-        if not stop:  # a validation can use up the time budget: no new epoch after it
-            stop = _agree(time.monotonic() - started > budget_s, world)
+            if world > 1:
+                dist.barrier()
+            if interrupted:
+                stop = True
+            if not stop:  # a validation can use up the time budget: no new epoch after it
+                stop = _agree(time.monotonic() - started > budget_s, world)
     bar.close()
     if writer is not None:
         writer.close()
@@ -209,7 +221,7 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
                "elapsed_s": round(state["elapsed_s"], 1), "best_val_mIoU": state["best_miou"],
                "history": state["history"],
                "param_checksum": checksum, "rank_checksums": rank_checksums,
-               "world_size": world}
+               "world_size": world, "interrupted": interrupt.is_set()}
     if main:
         write_json(summary, run / "summary.json")
     if world > 1:
@@ -249,10 +261,29 @@ def _make_optimizer(cfg: dict, net: torch.nn.Module) -> torch.optim.Optimizer:
 
 
 def _save(run: Path, net: CACDNet, optim, state: dict) -> None:
-    save_model(net, run / "last.safetensors", {"global_step": str(state["global_step"])})
-    save_training_state(run, optim, {k: v for k, v in state.items()
-                                     if k not in ("optimizer_param_groups", "optimizer_scalars",
-                                                  "scheduler")})
+    save_checkpoint(run, net, optim, {k: v for k, v in state.items()
+                                      if k not in ("optimizer_param_groups", "optimizer_scalars",
+                                                   "scheduler")})
+
+
+@contextlib.contextmanager
+def _sigint_stops(flag: threading.Event) -> Iterator[None]:
+    """Ctrl-C (SIGINT) asks the loop to stop after the current step, with a checkpoint; a second
+    one interrupts at once (main thread only: elsewhere Ctrl-C keeps its default)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _validate(cfg, net, data_root, device, state, run, writer) -> None:

@@ -4,7 +4,9 @@ without importing the simulator: the builder and calibration measure against it 
 What the folder holds (written by `rig.sim.groundtruth.GroundTruthWriter`):
 - `rig.json`: the true `RigGeometry` (both cameras, their relative pose, the mirrored arm);
 - `scenario.json`: scenario, seed, scene parameters, sensor parameters, clocks, injected faults;
-- `triggers.csv`: the fate of each pulse on the true (MCU) clock and both device clocks;
+- `triggers.csv`: the fate of each pulse: its true times (the edge on the wire, the exposure
+  start), the same instants on the device clocks, what each device recorded (the event
+  camera's EXT_TRIGGER stamp, the MCU's report, the frame id), whether the frame arrived;
 - `labels.h5`: per delivered frame, Cityscapes train ids, instance ids (frame camera view,
   distorted, at mid-exposure) and the event camera's depth, keyed by pulse index.
 """
@@ -26,11 +28,21 @@ RIG_JSON = "rig.json"
 SCENARIO_JSON = "scenario.json"
 TRIGGERS_CSV = "triggers.csv"
 LABELS_H5 = "labels.h5"
-TRIGGERS_HEADER = ("pulse_index,t_true_us,t_event_clock_us,t_frame_clock_ns,frame_delivered,"
-                   "incomplete\n")
-TRUTH_PULSE_DTYPE = np.dtype([("pulse_index", "<i8"), ("t_true_us", "<i8"),
-                              ("t_event_clock_us", "<i8"), ("t_frame_clock_ns", "<i8"),
-                              ("frame_delivered", "u1"), ("incomplete", "u1")])
+#: triggers.csv columns. t_true_us/_ns: the rising edge on the wire, true time (the simulator's
+#: world clock); t_event_clock_us/_ns: that instant on the event camera's clock (floored to the
+#: us / to the ns); t_frame_clock_ns: exposure start on the frame camera's clock (the frame's
+#: device timestamp); t_edge_stamped_us: the event camera's EXT_TRIGGER stamp of the edge (-1:
+#: missed); t_exposure_true_ns / t_exposure_event_clock_ns: exposure start, true time and on the
+#: event clock (-1: not exposed); t_mcu_us: the MCU's PULSE report (its own clock); frame_id:
+#: the exposure's frame id (-1: not exposed). The last seven columns came later: older files
+#: lack them and read as -1.
+TRUTH_PULSE_COLUMNS = ("pulse_index", "t_true_us", "t_event_clock_us", "t_frame_clock_ns",
+                       "frame_delivered", "incomplete", "t_true_ns", "t_event_clock_ns",
+                       "t_edge_stamped_us", "t_exposure_true_ns", "t_exposure_event_clock_ns",
+                       "t_mcu_us", "frame_id")
+TRIGGERS_HEADER = ",".join(TRUTH_PULSE_COLUMNS) + "\n"
+TRUTH_PULSE_DTYPE = np.dtype([(name, "u1" if name in ("frame_delivered", "incomplete") else "<i8")
+                              for name in TRUTH_PULSE_COLUMNS])
 #: Blink frequency of the simulated checkerboard when scenario.json does not say.
 DEFAULT_SIM_BLINK_HZ = 5.0
 
@@ -113,12 +125,20 @@ class GroundTruth:
         if not path.is_file():
             return np.zeros(0, TRUTH_PULSE_DTYPE)
         try:
+            with open(path) as f:
+                header = f.readline().strip().split(",")
             rows = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-        except ValueError as exc:
+        except (OSError, ValueError) as exc:
             raise GroundTruthError(f"{path}: bad row ({exc})") from None
+        if rows.size and rows.shape[1] != len(header):
+            raise GroundTruthError(f"{path}: {rows.shape[1]} values per row, {len(header)} in the "
+                                   "header")
         out = np.zeros(len(rows), TRUTH_PULSE_DTYPE)
-        for i, name in enumerate(TRUTH_PULSE_DTYPE.names or ()):
-            out[name] = rows[:, i]
+        for name in TRUTH_PULSE_COLUMNS:
+            if name in header:
+                out[name] = rows[:, header.index(name)] if rows.size else []
+            elif name not in ("frame_delivered", "incomplete"):
+                out[name] = -1
         return out
 
 

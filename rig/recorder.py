@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import queue
 import shutil
 import signal
@@ -21,9 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.atomic import removed_on_failure
 from rig.devices import (
     EventCamera,
     EventCameraSettings,
+    EventRates,
     Frame,
     FrameCamera,
     FrameCameraSettings,
@@ -38,6 +41,7 @@ from rig.session import (
     EVENTS_RAW,
     FRAMES_H5,
     GROUND_TRUTH,
+    MANIFEST,
     SESSION_ENTRIES,
     TRIGGERS_CSV,
     FrameIdScheme,
@@ -46,6 +50,7 @@ from rig.session import (
     SessionManifest,
     SessionSettings,
     TriggersCsvWriter,
+    recorder_identity,
     utc_now_iso,
 )
 
@@ -193,6 +198,16 @@ class FramePipeline:
         self.writer.flush()
 
 
+def failure_detail(exc: BaseException) -> str:
+    """Why a recording failed, for the manifest's status_detail (one line): an OSError as the
+    project says file errors (`file: problem; what to do`), anything else with its class name."""
+    if isinstance(exc, OSError):
+        from common.clierrors import describe
+
+        return describe(exc)[0]
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def calibration_duration_s(n_views: int, sim: bool, blink_hz: float = DEFAULT_SIM_BLINK_HZ) -> float:
     """How long a calibration recording runs: one board pose per blink period on the simulated
     rig (plus a margin for the lead-in), a minute of moving the board on hardware."""
@@ -300,21 +315,27 @@ def record_session(opts: RecordOptions, *, stop_event: threading.Event | None = 
                    on_tick: Callable[[dict[str, Any]], None] | None = None) -> RecordSummary:
     """Record one session into `opts.out_dir` and return its summary (also written to the manifest)."""
     out = Path(opts.out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not opts.overwrite:
-            raise RecordError(f"{out} exists and is not empty (choose another --out or pass --overwrite)")
-        for name in SESSION_ENTRIES:
-            if (out / name).is_dir():
-                shutil.rmtree(out / name, ignore_errors=True)
-            else:
-                (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    if opts.duration_s <= 0 or (opts.rate_hz is not None and opts.rate_hz <= 0):
+    if not (opts.duration_s > 0 and math.isfinite(opts.duration_s)) or (
+            opts.rate_hz is not None and not (opts.rate_hz > 0 and math.isfinite(opts.rate_hz))):
         raise RecordError("--duration and --rate must be positive")
+    if out.exists() and not out.is_dir():
+        raise RecordError(f"{out}: a file, not a session folder; choose another --out")
+    replace = out.exists() and any(out.iterdir())
+    if replace and not opts.overwrite:
+        raise RecordError(f"{out} exists and is not empty (choose another --out or pass --overwrite)")
     stop = stop_event or threading.Event()
-    devices = open_devices(opts)
+    devices = open_devices(opts)  # before the folder: a rig that cannot start leaves nothing behind
     try:
-        return _record(opts, out, devices, stop, on_tick)
+        if replace:
+            for name in SESSION_ENTRIES:
+                if (out / name).is_dir():
+                    shutil.rmtree(out / name, ignore_errors=True)
+                else:
+                    (out / name).unlink(missing_ok=True)
+        # failed before the session began (devices, disk space): the new folder is taken back
+        with removed_on_failure(out, keep=lambda folder: any(folder.rglob(MANIFEST))):
+            out.mkdir(parents=True, exist_ok=True)
+            return _record(opts, out, devices, stop, on_tick)
     finally:
         devices.close()
 
@@ -371,7 +392,8 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
         frame_ids=FrameIdScheme(fr.frame_id_modulus, fr.frame_id_first, fr.frame_id_first_exposure),
         # the simulated board is a calibration session however it was asked for
         purpose="calibration" if (opts.purpose == "calibration"
-                                  or (is_sim and opts.scenario == "checkerboard")) else "data")
+                                  or (is_sim and opts.scenario == "checkerboard")) else "data",
+        recorder=recorder_identity())  # `rig session recover` tells a crash from a live recording
     manifest.save(out)
     if dev.sim_rig is not None:
         dev.sim_rig.attach_ground_truth(out / GROUND_TRUTH)
@@ -425,7 +447,7 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
     except KeyboardInterrupt:
         status, detail = "interrupted", "stopped by the user (Ctrl-C twice)"
     except BaseException as exc:
-        status, detail = "failed", f"{type(exc).__name__}: {exc}"
+        status, detail = "failed", failure_detail(exc)
         if not isinstance(exc, Exception):
             raise
     finally:
@@ -434,18 +456,31 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
         if status != "failed":  # the frames of the last pulses are still on their way: wait for them
             with contextlib.suppress(Exception):
                 _drain_frames(pipeline, tr.status().pulses_emitted, timeout_s=2.0)
-        for action in (pipeline.stop, fr.stop, ev.stop_recording):
+        for action in (pipeline.stop, fr.stop):
             with contextlib.suppress(Exception):
                 action()
+        try:  # the event stream's own failure (at its very end) is still a failed recording
+            ev.stop_recording()
+        except Exception as exc:  # noqa: BLE001 - said in the manifest
+            if status != "failed":
+                status, detail = "failed", failure_detail(exc)
         with contextlib.suppress(Exception):
             for pulse in tr.read_pulses():
                 triggers_csv.write(pulse.index, pulse.t_us)
         with contextlib.suppress(Exception):
             pulses_emitted = tr.status().pulses_emitted
-        triggers_csv.close()
-        writer.close()
+        for close in (triggers_csv.close, writer.close):  # a full disk can fail the last flush
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - said in the manifest, the rest goes on
+                if status != "failed":
+                    status, detail = "failed", failure_detail(exc)
         status_line.close()
-        rates = ev.rates()
+        try:
+            rates = ev.rates()
+        except Exception:  # noqa: BLE001 - a failed camera: its counters are gone
+            rates = EventRates(0, 0.0, 0, (out / EVENTS_RAW).stat().st_size
+                               if (out / EVENTS_RAW).is_file() else 0)
         c = pipeline.counts
         counts = SessionCounts(
             pulses_sent=pulses_emitted, pulse_reports=triggers_csv.count,
@@ -457,5 +492,11 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
             events=rates.events_total, bytes_events=rates.bytes_written)
         manifest.status, manifest.status_detail = status, detail
         manifest.stopped_utc, manifest.counts = utc_now_iso(), counts
-        manifest.save(out)
+        try:
+            manifest.save(out)
+        except OSError as exc:
+            raise RecordError(
+                f"{out / MANIFEST}: cannot be rewritten ({failure_detail(exc)}); the session "
+                f"stays marked 'recording' (recording {status}: {detail or 'all received'}): free "
+                f"some disk space, then run `rig session recover {out}`") from None
     return RecordSummary(out, status, time.monotonic() - t0, asdict(counts), detail)

@@ -117,10 +117,13 @@ def load_rig_config(path: str | os.PathLike[str]) -> RigConfig:
         raise RigConfigError(f"{path}: no such rig config (copy configs/rig.example.yaml to start)") from None
     except OSError as exc:
         raise RigConfigError(f"{path}: cannot read: {exc}") from None
+    except UnicodeDecodeError:
+        raise RigConfigError(f"{path}: not a rig config (binary data, not YAML text); copy "
+                             "configs/rig.example.yaml to start") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise RigConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise RigConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     return parse_rig_config(data, path)
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,9 +37,10 @@ from rig.geometry import RigGeometry
 from rig.ground_truth import GROUND_TRUTH_DIR, GroundTruth
 
 #: 1.1 added `frame_ids` (how the frame camera numbers frames), `purpose` and the optional
-#: `time_of_day` and `scene`; readers take every 1.x manifest (docs/session-format.md lists the
-#: defaults).
-SCHEMA_VERSION = "1.1"
+#: `time_of_day` and `scene`; 1.2 the status `recovered` and the optional `recorder` (which
+#: process records) and `recovery` (what `rig session recover` kept); readers take every 1.x
+#: manifest (docs/session-format.md lists the defaults).
+SCHEMA_VERSION = "1.2"
 MANIFEST = "session.json"
 EVENTS_RAW = "events.raw"
 FRAMES_H5 = "frames.h5"
@@ -46,18 +48,81 @@ TRIGGERS_CSV = "triggers.csv"
 GROUND_TRUTH = GROUND_TRUTH_DIR
 #: Every file and folder a recording creates (what `--overwrite` replaces).
 SESSION_ENTRIES = (MANIFEST, EVENTS_RAW, FRAMES_H5, TRIGGERS_CSV, GROUND_TRUTH)
-STATUSES = ("recording", "complete", "interrupted", "failed")
+#: recording: being written, or never closed (the recorder crashed or was killed); complete;
+#: interrupted: stopped early (Ctrl-C), everything received kept; failed: a device or the disk
+#: gave out (what was received is kept); recovered: a crashed or failed recording that
+#: `rig session recover` checked and repaired (docs/session-format.md).
+STATUSES = ("recording", "complete", "interrupted", "failed", "recovered")
 #: What a session was recorded for: data (`rpea build` builds it) or calibration (a blinking
 #: board for `rig calibrate`; the builder skips it).
 PURPOSES = ("data", "calibration")
 #: Statuses whose data is complete up to where it stops (what `rpea build` accepts).
-BUILDABLE_STATUSES = ("complete", "interrupted")
+BUILDABLE_STATUSES = ("complete", "interrupted", "recovered")
+#: Statuses `rig session recover` repairs (rig.recover).
+RECOVERABLE_STATUSES = ("recording", "failed")
 
 MCU_PULSE_DTYPE = np.dtype([("pulse_index", "<i8"), ("t_mcu_us", "<i8")])
 
 
 class SessionError(RuntimeError):
     """A session folder is missing, unreadable or inconsistent (the message names the file)."""
+
+
+# ---- which process records ---------------------------------------------------------------------
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _boot_id() -> str | None:
+    """Linux's id of the current boot (None elsewhere): a process of an earlier boot is gone."""
+    return _read_text("/proc/sys/kernel/random/boot_id")
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux; None when unknown): tells a
+    process from a later one that reuses its id."""
+    stat = _read_text(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    try:
+        return int(stat.rpartition(")")[2].split()[19])  # field 22, starttime
+    except (IndexError, ValueError):
+        return None
+
+
+def recorder_identity() -> dict[str, Any]:
+    """This process, as the manifest of a recording it writes names it."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "boot_id": _boot_id(),
+            "start_ticks": _start_ticks(pid)}
+
+
+def recorder_alive(identity: dict[str, Any] | None) -> bool | None:
+    """Whether the process `identity` names still runs: True, False, or None when this machine
+    cannot tell (another host, or no identity: a session recorded before schema 1.2)."""
+    if not identity or identity.get("host") != socket.gethostname():
+        return None
+    try:
+        pid = int(identity["pid"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    boot = _boot_id()
+    if boot is not None and identity.get("boot_id") not in (None, boot):
+        return False  # recorded before a reboot (a power cut)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process with that id
+    ticks = identity.get("start_ticks")
+    if ticks is not None and _start_ticks(pid) not in (None, ticks):
+        return False  # the id now belongs to a later process
+    return True
 
 
 def utc_now_iso() -> str:
@@ -171,6 +236,10 @@ class SessionManifest:
     time_of_day: str | None = None  # "day" | "night" | "dusk" | "tunnel" when someone says so
     scene: str | None = None
     purpose: str = "data"  # PURPOSES
+    # schema 1.2: the recording process (`recorder_identity`), so `rig session recover` can tell
+    # a crashed recording from one still running; what `rig session recover` kept
+    recorder: dict[str, Any] | None = None
+    recovery: dict[str, Any] | None = None
     schema_version: str = SCHEMA_VERSION
     tool_version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept
@@ -212,7 +281,7 @@ class SessionManifest:
             "counts": asdict(self.counts), "status_detail": self.status_detail,
             "frame_ids": asdict(self.frame_ids), "purpose": self.purpose,
         }
-        for key in ("time_of_day", "scene", "reflected_arm"):
+        for key in ("time_of_day", "scene", "reflected_arm", "recorder", "recovery"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         return {**self.extra, **d}
@@ -249,6 +318,8 @@ class SessionManifest:
                 counts=_known_fields(SessionCounts, d.get("counts"), f"{where} counts"),
                 frame_ids=frame_ids, time_of_day=d.get("time_of_day"), scene=d.get("scene"),
                 reflected_arm=d.get("reflected_arm"),
+                recorder=d.get("recorder") if isinstance(d.get("recorder"), dict) else None,
+                recovery=d.get("recovery") if isinstance(d.get("recovery"), dict) else None,
                 purpose=str(d.get("purpose") or ("calibration" if d.get("scenario") == "checkerboard"
                                                  else "data")),
                 schema_version=version, tool_version=str(d.get("tool_version", "")),

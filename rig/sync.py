@@ -335,6 +335,7 @@ def pair_streams(
     first_frame_id: int | None = None,
     frame_id_modulus: int | None = None,
     cfg: SyncConfig | None = None,
+    anchor_at_start: bool = False,
 ) -> SyncResult:
     """Pair frame k with rising edge k, cross-checked against the MCU's pulse reports.
 
@@ -342,8 +343,10 @@ def pair_streams(
     MCU sent (default: highest reported index + 1). `first_frame_id` is the id the camera gives
     its first exposure after acquisition start, when known: a larger first id proves dropped
     frames at the start, and with `cfg.first_exposure_on_first_pulse` it pins the frame chain
-    (frame id `first_frame_id + d` answers pulse d). Returns pairs and a report naming every
-    dropped item.
+    (frame id `first_frame_id + d` answers pulse d). `anchor_at_start`: the streams were cut at
+    their end at different pulses (a recovered crash: `rig session recover`), so their length says
+    nothing; the first edge then answers pulse 0 and the frame chain starts where the first frame
+    id says (pulse 0 when unknown). Returns pairs and a report naming every dropped item.
     """
     cfg = cfg or SyncConfig()
     rising = np.sort(np.asarray(rising_t_us, np.int64))
@@ -388,8 +391,11 @@ def pair_streams(
     edges = rising[edge_idx]
     period_ev = estimate_period(edges, period_us)
     edge_chain, n1 = chain_from_times("edges", edges, period_ev, cfg)
-    edge_pulse, n2 = anchor_chain(edge_chain, n_pulses)
+    edge_pulse, n2 = anchor_chain(edge_chain, n_pulses, 0, first_exact=anchor_at_start)
     notes += n1 + n2
+    if anchor_at_start:
+        notes.append("streams cut at their end (a recovered recording): edges and frames anchored "
+                     "at their first item")
 
     # --- frames (device clock, ns)
     order = np.argsort(ftn, kind="stable")
@@ -402,12 +408,12 @@ def pair_streams(
     frame_chain, n3 = chain_from_times("frames", ftn_sorted.astype(np.float64), period_fr_ns, cfg,
                                        ids=fid[order], id_modulus=frame_id_modulus)
     min_first = 0
-    first_exact = False
+    first_exact = anchor_at_start
     if first_frame_id is not None and fid.size:
         skipped = int(fid[order[0]]) - int(first_frame_id)
         if 0 <= skipped < n_pulses:
             min_first = skipped
-            first_exact = cfg.first_exposure_on_first_pulse
+            first_exact = cfg.first_exposure_on_first_pulse or anchor_at_start
             if skipped:
                 notes.append(f"first frame has id {int(fid[order[0]])}: {skipped} earlier "
                              "exposure(s) never delivered")
@@ -550,7 +556,8 @@ def pair_session(reader: SessionReader, triggers: np.ndarray,
     """Pair the frames of a recorded session with its trigger edges (`triggers` as decoded from
     its events.raw), using what its manifest says: trigger period, trigger-in channel, pulses
     sent, the frame camera's id scheme (wrap modulus, first id), and whether ExposureActive
-    drives the trigger input (then the falling edges end the exposures)."""
+    drives the trigger input (then the falling edges end the exposures). A `recovered` session
+    (cut at its end by a crash or a failed device) is anchored at its start."""
     m = reader.manifest
     meta = reader.frame_meta
     mcu = reader.mcu_pulses
@@ -560,4 +567,5 @@ def pair_session(reader: SessionReader, triggers: np.ndarray,
         period_us=m.trigger_period_us, num_pulses=m.pulses_sent,
         frame_incomplete=meta["incomplete"],
         falling_t_us=fall if m.wiring.exposure_active_to_event else None,
-        first_frame_id=m.frame_ids.first_exposure, frame_id_modulus=m.frame_ids.modulus, cfg=cfg)
+        first_frame_id=m.frame_ids.first_exposure, frame_id_modulus=m.frame_ids.modulus, cfg=cfg,
+        anchor_at_start=m.status == "recovered")

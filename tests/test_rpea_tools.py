@@ -189,6 +189,21 @@ def test_stats_writes_figures_and_tables(dataset: Path, tmp_path: Path) -> None:
     assert "| road |" in (out / "stats.md").read_text()
 
 
+@pytest.mark.parametrize("args", [["stats"], ["show", "--index", "0"],
+                                  ["export-annotation", "--out", "{tmp}/annot"], ["check"]])
+def test_tools_on_a_folder_without_a_dataset_say_so_once(tmp_path: Path, args: list[str]) -> None:
+    """One error line naming the folder once (no traceback, no path printed twice), and nothing
+    left behind in it (`rpea stats` made <root>/stats before finding out)."""
+    empty = tmp_path / "emptydir"
+    empty.mkdir()
+    res = CliRunner().invoke(main, [args[0], str(empty), *(a.format(tmp=tmp_path) for a in args[1:])])
+    assert res.exit_code != 0
+    assert not isinstance(res.exception, FileNotFoundError), res.exception
+    assert "no index.json" in res.output
+    assert res.output.count(str(empty)) == 1, res.output
+    assert list(empty.iterdir()) == []
+
+
 def test_show_and_export_annotation(dataset: Path, tmp_path: Path) -> None:
     png = tmp_path / "p.png"
     res = CliRunner().invoke(main, ["show", str(dataset), "--index", "7", "--out", str(png)])

@@ -5,7 +5,8 @@
    per-pixel grid position goes beside them as DSEC's `rectify_map`; trigger edges are collected
    on the way;
 2. pair frames with rising edges through the MCU pulse reports (`rig.sync.pair_session`:
-   explicit, every dropped item reported, never a shifted pairing);
+   explicit, every dropped item reported, never a shifted pairing); on a simulated session the
+   pairs are also measured against the ground truth (`dataset.build.sync_truth`);
 3. per pair: the exposure window on the event clock (rising edge + exposure time, or the falling
    edge when ExposureActive drives the trigger input), the event window (`--window exposure` or
    `--window-ms` centred on the exposure mid-time), its slice of `events/*`;
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -31,10 +33,12 @@ from dataset import conditions as cond
 from dataset.alignment import Alignment
 from dataset.build.images import ImageJob, has_masks, make_pair_images
 from dataset.build.options import BuildError, BuildOptions, SessionPlan
+from dataset.build.sync_truth import sync_vs_truth
 from dataset.rpea_format import SequenceWriter, sha256_file
 from rig.evt import TRIGGER_DTYPE
 from rig.evt.files import open_events
-from rig.session import BUILDABLE_STATUSES, SessionReader
+from rig.recover import recover_hint
+from rig.session import BUILDABLE_STATUSES, RECOVERABLE_STATUSES, SessionReader
 from rig.sync import SyncResult, pair_session
 
 
@@ -63,6 +67,8 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
             if entry is not None:
                 entry["report"] = {"resumed": True}
                 return entry
+        if reader.status in RECOVERABLE_STATUSES:  # crashed or failed: recovery comes first
+            raise BuildError(recover_hint(p.path, reader.status, reader.manifest.status_detail))
         if reader.status not in BUILDABLE_STATUSES:
             raise BuildError(f"{p.path}: session status is {reader.status!r} (need "
                              f"{' or '.join(BUILDABLE_STATUSES)})")
@@ -70,6 +76,7 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
             raise BuildError(f"{reader.events_path}: missing")
         manifest = reader.manifest
         align = Alignment.from_file(opts.calib_path)
+        remove_stale_temporaries(out_path)
         writer = SequenceWriter(out_path, align.height, align.width)
         job = None
         try:
@@ -148,6 +155,12 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
                 "duration_s": float(manifest.duration_s),
                 "image_workers": int(opts.image_workers),
             }
+            truth = reader.ground_truth
+            truth_pulses = truth.pulses() if truth is not None else None
+            if truth_pulses is not None and truth_pulses.size:  # a simulated session
+                report["sync_vs_truth"] = sync_vs_truth(truth_pulses, sync,
+                                                        reader.frame_meta["t_device_ns"],
+                                                        opts.trigger_delay_us)
             writer.write_extra("report", json.dumps(report))
             writer.write_extra("options", json.dumps({k: str(v) for k, v in asdict(opts).items()}))
             sha = writer.commit({
@@ -168,6 +181,20 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
     return {"name": p.name, "file": out_path.name, "num_pairs": int(n),
             "num_labelled": int(result["has_label"].sum()), "sha256": sha, "time_of_day": tod,
             "scene": p.scene, "session": reader.name, "report": report}
+
+
+def remove_stale_temporaries(out_path: Path) -> list[Path]:
+    """Remove the temporary files an earlier build of this sequence left behind when it was killed
+    (`.<name>.h5.*.tmp` of the sequence file, `.<name>.images*.tmp` of its image workers): a
+    build publishes its file atomically, so these never hold anything that was kept."""
+    stem = out_path.stem
+    removed = []
+    for pattern in (f".{stem}.h5.*.tmp", f".{stem}.images*.tmp"):
+        for tmp in out_path.parent.glob(pattern):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def _recording_seconds(sync: SyncResult, period_us: float) -> float:

@@ -448,7 +448,11 @@ class MetavisionEventCamera(EventCameraLifecycle):
         try:
             while not self._stop.is_set():
                 ret = self._pump_once()
-                if ret < 0:
+                if ret < 0:  # a live camera's stream ends only when asked to: it went away
+                    if not self._stop.is_set():
+                        self._pump_error = DeviceError(
+                            f"{self.device_name}: the event stream ended by itself (camera "
+                            "unplugged or its USB link reset?)")
                     break
                 if ret == 0:
                     time.sleep(IDLE_SLEEP_S)
@@ -502,6 +506,14 @@ class MetavisionEventCamera(EventCameraLifecycle):
                 from self._pump_error
 
     def rates(self) -> EventRates:
+        """Live counters; raises DeviceError once the stream failed mid-recording (camera
+        unplugged, HAL error), so the recorder stops at its next look instead of at the end."""
+        error = self._pump_error
+        if error is not None and self._pump is not None:
+            if isinstance(error, DeviceError):
+                raise error
+            raise DeviceError(f"{self.device_name}: event stream failed: {hal_message(error)}") \
+                from error
         with self._lock:
             hist = list(self._history)
             events, triggers, nbytes = self._events, self._triggers, self._bytes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from common.lazycli import LazyGroup
+from common.clierrors import CommandGroup
 from rig import __version__
 
 # name -> "module:click command"; each module owns one command and is imported only when used.
@@ -15,10 +15,12 @@ LAZY = {
     "calibrate": "calibration.cli:calibrate",
     "trigger": "rig.cli.trigger:trigger",
     "devices": "rig.cli.devices:devices",
+    "check": "rig.cli.check:check",
+    "session": "rig.cli.session:session",
 }
 
 
-@click.group(cls=LazyGroup, lazy_commands=LAZY, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, lazy_commands=LAZY, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rig")
 def main() -> None:
     """Drive the coaxial event + frame camera rig, real or simulated (--sim).
@@ -29,5 +31,6 @@ def main() -> None:
       rig record --sim --duration 10 --out S  # a short simulated session in folder S
       rig calibrate --checkerboard --sim --out calib/
       rig trigger status --port /dev/ttyACM0
+      rig session recover recordings/session_0001   # after a crash: keep what was written
     """
 

@@ -6,33 +6,45 @@ from pathlib import Path
 
 import click
 
+from common.clierrors import Number, positive
 from rig.geometry import MIRROR_CHOICES
 from rig.recorder import RecordError, RecordOptions, calibration_duration_s, record_session
 
 SCENARIOS = ["day", "night", "overexposed", "motion_blur", "checkerboard"]
 
 
-def _fault_set(text: str | None) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()] if text else []
+def _fault_set(ctx: click.Context, param: click.Parameter, text: str | None) -> list[int] | None:
+    """--drop-frames/--incomplete-frames: comma-separated pulse indices (0, 1, ...)."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise click.BadParameter(f"{text!r}: expected pulse indices (whole numbers from 0), comma-"
+                                 "separated, e.g. 3,7,12", ctx, param)
+    return values
 
 
 @click.command("record")
-@click.option("--duration", "duration_s", type=float, default=None,
+@click.option("--duration", "duration_s", type=positive(float, "s"), default=None,
               help="Seconds to record (simulated seconds on the simulated rig) [default: 60; "
                    "with --calibration: the board's poses on the simulated rig, 60 on hardware].")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Session folder to create [default: <workspace>/recordings/session_<time>, "
                    "calib_<time> with --calibration].")
 @click.option("--calibration", is_flag=True,
               help="Record a blinking checkerboard for `rig calibrate` (the simulated board, or "
                    "a monitor showing `rig calibrate --show-pattern` in front of the rig).")
-@click.option("--views", "n_views", type=int, default=40, show_default=True,
+@click.option("--views", "n_views", type=positive(int), default=40, show_default=True,
               help="(--calibration on the simulated rig) board poses; sets the duration.")
-@click.option("--rate", "rate_hz", type=float, default=None,
+@click.option("--rate", "rate_hz", type=positive(float, "Hz"), default=None,
               help="Trigger rate in Hz, one frame per pulse [default: rig.yaml's, else 20].")
-@click.option("--exposure-us", type=float, default=None,
+@click.option("--exposure-us", type=positive(float, "us"), default=None,
               help="Frame exposure in microseconds [default: the scenario's, 5000 on hardware].")
-@click.option("--gain-db", type=float, default=None, help="Frame gain [default: rig.yaml's, else 0].")
+@click.option("--gain-db", type=Number(float, min=0, unit="dB"), default=None,
+              help="Frame gain [default: rig.yaml's, else 0].")
 @click.option("--pixel-format", type=click.Choice(["BayerRG8", "RGB8"]), default="BayerRG8",
               show_default=True)
 @click.option("--sim/--hardware", "sim", default=None,
@@ -55,8 +67,9 @@ def _fault_set(text: str | None) -> list[int]:
 @click.option("--frame-backend", default=None, help="Frame camera backend (pyspin, aravis).")
 @click.option("--rig-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="rig.yaml with backends, serials, wiring and settings.")
-@click.option("--drop-frames", default=None, help="(sim) comma-separated pulse indices to drop.")
-@click.option("--incomplete-frames", default=None,
+@click.option("--drop-frames", default=None, callback=_fault_set,
+              help="(sim) comma-separated pulse indices to drop.")
+@click.option("--incomplete-frames", default=None, callback=_fault_set,
               help="(sim) comma-separated pulse indices delivered incomplete.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing session in --out.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
@@ -66,8 +79,8 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
            full_res: bool, mirror: str | None, optics: str | None, realtime: bool,
            trigger_port: str | None,
            event_backend: str | None, frame_backend: str | None, rig_config: Path | None,
-           drop_frames: str | None,
-           incomplete_frames: str | None, overwrite: bool, quiet: bool) -> None:
+           drop_frames: list[int] | None,
+           incomplete_frames: list[int] | None, overwrite: bool, quiet: bool) -> None:
     """Record a synchronised event + frame session into a session folder.
 
     Sessions go to the workspace's recordings/ folder (docs/workspace.md), where `rig
@@ -82,35 +95,32 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
       rig record --sim --trigger socket://127.0.0.1:5678   # emulated firmware as the trigger
 
     Ctrl-C stops the recording early; the session keeps everything received and is marked
-    'interrupted'.
+    'interrupted'. A camera, trigger or disk that gives out ends it as 'failed' (exit 1), and
+    a crash leaves it 'recording': `rig session recover DIR` keeps what was written.
     """
     from common.workspace import WorkspaceError, load_workspace, new_folder_name
-    from rig.rigconfig import choose_rig
+    from rig.rigconfig import RIG_CONFIG_FILE, RigConfigError, choose_rig, load_rig_config
 
+    if sim and rig_config is not None:
+        raise click.UsageError(f"--rig-config {rig_config}: the simulated rig (--sim) reads no rig "
+                               "config; leave --rig-config out, or record on the hardware with "
+                               "--hardware")
     try:
         ws = load_workspace()
     except WorkspaceError as exc:
         raise click.ClickException(str(exc)) from None
-    choice = choose_rig(sim, rig_config, backends_named=bool(event_backend or frame_backend),
-                        workspace_root=ws.root)
+    backends_named = bool(event_backend or frame_backend)
+    choice = choose_rig(sim, rig_config, backends_named=backends_named, workspace_root=ws.root)
     sim, rig_config = choice.sim, choice.rig_config
-    if choice.note:
-        click.echo(choice.note, err=True)
-    if out_dir is None:
-        out_dir = new_folder_name(ws.recordings, "calib" if calibration else "session")
-        click.echo(f"session: {ws.show(out_dir)} (recordings folder: {ws.origin('recordings')})",
-                   err=True)
     if calibration:
         if scenario != "day":
             raise click.UsageError("--calibration records the blinking board: leave --scenario out")
         scenario = "checkerboard"
-    if duration_s is None:
-        duration_s = calibration_duration_s(n_views, sim) if calibration else 60.0
     faults = {}
     if drop_frames:
-        faults["drop_frames"] = _fault_set(drop_frames)
+        faults["drop_frames"] = drop_frames
     if incomplete_frames:
-        faults["incomplete_frames"] = _fault_set(incomplete_frames)
+        faults["incomplete_frames"] = incomplete_frames
     if faults and not sim:
         raise click.UsageError("--drop-frames/--incomplete-frames only apply to the simulated rig")
     if optics is not None and not sim:
@@ -118,6 +128,24 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
     if mirror is not None and not sim:
         raise click.UsageError("--mirror only applies to the simulated rig (a real rig states its "
                                "mirrored camera in rig.yaml, optics.reflected_arm)")
+    if not sim and rig_config is None and not backends_named:
+        raise click.ClickException(
+            f"{ws.show(ws.root / RIG_CONFIG_FILE)}: no rig config for --hardware; copy "
+            f"configs/rig.example.yaml there and name your cameras, or give --rig-config FILE "
+            "(or --event-backend, --frame-backend and --trigger)")
+    if not sim and rig_config is not None:
+        try:  # checked before anything is created: a broken rig.yaml leaves no session behind
+            load_rig_config(rig_config)
+        except RigConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    if choice.note:
+        click.echo(choice.note, err=True)
+    if out_dir is None:
+        out_dir = new_folder_name(ws.recordings, "calib" if calibration else "session")
+        click.echo(f"session: {ws.show(out_dir)} (recordings folder: {ws.origin('recordings')})",
+                   err=True)
+    if duration_s is None:
+        duration_s = calibration_duration_s(n_views, sim) if calibration else 60.0
     opts = RecordOptions(
         out_dir=out_dir, duration_s=duration_s, rate_hz=rate_hz,
         purpose="calibration" if calibration else "data",
@@ -138,7 +166,9 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
             raise click.ClickException(str(exc)) from None
         raise
     click.echo(summary.format())
-    if summary.status == "failed":
-        raise SystemExit(1)
+    if summary.status == "failed":  # a device or the disk gave out: what arrived is kept
+        raise click.ClickException(
+            f"{summary.out_dir}: recording failed: {summary.detail}; what was received is kept "
+            f"(`rig session recover {summary.out_dir}` checks it and makes it buildable)")
     if summary.status == "interrupted":
         raise SystemExit(130)

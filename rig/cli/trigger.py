@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from common.clierrors import positive
 from rig.devices import TriggerSettings
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _port_option(f):
 
 
 def _timeout_option(f):
-    return click.option("--timeout", "timeout_s", type=float, default=2.0, show_default=True,
+    return click.option("--timeout", "timeout_s", type=positive(float, "s"), default=2.0, show_default=True,
                         help="seconds to wait for each reply")(f)
 
 
@@ -77,7 +78,7 @@ def trigger() -> None:
 @trigger.command()
 @_port_option
 @_timeout_option
-@click.option("--count", "n", type=int, default=5, show_default=True, help="PINGs to send")
+@click.option("--count", "n", type=positive(int), default=5, show_default=True, help="PINGs to send")
 def ping(port: str | None, timeout_s: float, n: int) -> None:
     """Handshake with the firmware and time PING round trips.
 
@@ -134,10 +135,13 @@ def status(port: str | None, timeout_s: float, as_json: bool) -> None:
 @trigger.command()
 @_port_option
 @_timeout_option
-@click.option("--rate", "rate_hz", type=float, default=20.0, show_default=True, help="pulse rate, Hz")
-@click.option("--width-us", type=int, default=5000, show_default=True, help="pulse width, us")
-@click.option("--seconds", type=float, default=5.0, show_default=True, help="how long to run")
-@click.option("--tolerance", type=float, default=0.05, show_default=True,
+@click.option("--rate", "rate_hz", type=positive(float, "Hz"), default=20.0, show_default=True,
+              help="pulse rate, Hz")
+@click.option("--width-us", type=positive(int, "us"), default=5000, show_default=True,
+              help="pulse width, us")
+@click.option("--seconds", type=positive(float, "s"), default=5.0, show_default=True,
+              help="how long to run")
+@click.option("--tolerance", type=positive(float), default=0.05, show_default=True,
               help="allowed relative rate error against the host clock")
 def test(port: str | None, timeout_s: float, rate_hz: float, width_us: int, seconds: float,
          tolerance: float) -> None:

@@ -220,7 +220,12 @@ class SimEventCamera(EventCameraLifecycle):
         return self._writer is not None
 
     def rates(self) -> EventRates:
+        """Live counters; raises DeviceError once writing the raw file failed (a full disk), so
+        the recorder stops at its next look."""
         with self._lock:
+            if self._write_error is not None and self._writer is not None:
+                raise DeviceError(f"simulated event camera: writing {self._path} failed: "
+                                  f"{self._write_error}")
             win = self._rate_window
             rate = 0.0
             if len(win) >= 2 and win[-1][0] > win[0][0]:

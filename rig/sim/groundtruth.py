@@ -18,7 +18,14 @@ import numpy as np
 
 from common.atomic import write_json_atomic
 from rig.geometry import RigGeometry
-from rig.ground_truth import LABELS_H5, RIG_JSON, SCENARIO_JSON, TRIGGERS_CSV, TRIGGERS_HEADER
+from rig.ground_truth import (
+    LABELS_H5,
+    RIG_JSON,
+    SCENARIO_JSON,
+    TRIGGERS_CSV,
+    TRIGGERS_HEADER,
+    TRUTH_PULSE_COLUMNS,
+)
 
 
 class GroundTruthWriter:
@@ -62,13 +69,18 @@ class GroundTruthWriter:
             self._next_row = 0
 
     def pulse(self, index: int, t_true_us: int, t_event_us: int, t_frame_ns: int,
-              delivered: bool, incomplete: bool) -> None:
-        """Record the fate of one pulse (rows are written in pulse order)."""
+              delivered: bool, incomplete: bool, **more: int) -> None:
+        """Record the fate of one pulse (rows are written in pulse order); `more`: the later
+        columns of `TRUTH_PULSE_COLUMNS` (-1 when not given)."""
+        bad = set(more) - set(TRUTH_PULSE_COLUMNS[6:])
+        if bad:
+            raise ValueError(f"unknown triggers.csv column(s) {sorted(bad)}")
+        values = [index, t_true_us, t_event_us, t_frame_ns, int(delivered), int(incomplete)]
+        values += [int(more.get(name, -1)) for name in TRUTH_PULSE_COLUMNS[6:]]
         with self._lock:
             if self._csv is None:
                 return
-            self._rows[index] = (f"{index},{t_true_us},{t_event_us},{t_frame_ns},"
-                                 f"{int(delivered)},{int(incomplete)}\n")
+            self._rows[index] = ",".join(str(int(v)) for v in values) + "\n"
             self._flush_rows()
 
     def _flush_rows(self, force: bool = False) -> None:

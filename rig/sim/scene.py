@@ -12,7 +12,7 @@ and optional camera shake. Rendering is done by the kernels in `rig.sim.render`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,11 @@ class DrivingParams:
     headlight_radiance: float = 60.0
     traffic_light_radiance: float = 15.0
     lamp_head_radiance: float = 30.0
+    # street lamps on the mains flicker at twice its frequency (50 Hz -> 100 Hz, 60 Hz -> 120 Hz):
+    # light = mean x (1 + depth x cos(2 pi 2 mains_hz t + phase)), at night only; 0: steady
+    mains_hz: float = 50.0
+    lamp_flicker_depth: float = 0.3
+    lamp_flicker_phase_deg: float = 0.0
     period_m: int = 1024  # the world repeats after this many metres
     crosswalk_period_m: float = 160.0
     people_per_100m: float = 8.0
@@ -148,6 +153,15 @@ class DrivingScene:
         self._prm_base = self._base_params()
         self._ctx_cache: dict[int, tuple] = {}
         self.max_object_speed_mps = 14.0 if self.p.moving_objects else 0.0
+        p = self.p
+        if p.mains_hz < 0 or not 0.0 <= p.lamp_flicker_depth <= 1.0:
+            raise ValueError(f"mains_hz must be >= 0 and lamp_flicker_depth in [0, 1], not "
+                             f"{p.mains_hz}, {p.lamp_flicker_depth}")
+        lit = p.time_of_day == "night" and p.lamp_flicker_depth > 0
+        self.flicker_hz = 2.0 * p.mains_hz if lit else 0.0
+        self.flicker_depth = float(p.lamp_flicker_depth)
+        if self.flicker_hz > 0:
+            self.features = replace(DrivingScene.features, flicker=True)
 
     # ----- world generation -----
     def _build_blocks(self, rng: np.random.Generator) -> None:
@@ -409,8 +423,25 @@ class DrivingScene:
             self._ctx_cache[key] = ctx
         return ctx
 
-    def params_at(self, t_s: float, pix: float) -> np.ndarray:
+    def lamp_factor(self, t_s: float, window_s: tuple[float, float] | None = None) -> float:
+        """The street lamps' light relative to its mean: at `t_s`, or averaged over `window_s`."""
+        if self.flicker_hz <= 0:
+            return 1.0
+        w = 2.0 * math.pi * self.flicker_hz
+        ph = math.radians(self.p.lamp_flicker_phase_deg)
+        m = self.p.lamp_flicker_depth
+        if window_s is not None and window_s[1] - window_s[0] > 1e-9:
+            a, b = window_s
+            return 1.0 + m * (math.sin(w * b + ph) - math.sin(w * a + ph)) / (w * (b - a))
+        return 1.0 + m * math.cos(w * t_s + ph)
+
+    def params_at(self, t_s: float, pix: float,
+                  light_window_s: tuple[float, float] | None = None) -> np.ndarray:
         prm = self._prm_base.copy()
+        if self.flicker_hz > 0:
+            k = self.lamp_factor(t_s, light_window_s)
+            prm[rk.LAMP_I] *= k
+            prm[rk.LAMPHEAD_RAD] *= k
         R, c = self.rig_pose(t_s)
         origin = c + R @ np.array([0.0, 0.75, 0.3])
         d = R @ np.array([0.0, 0.07, 1.0])
@@ -423,16 +454,18 @@ class DrivingScene:
     def render(self, rays_cam: np.ndarray, R_world_cam: np.ndarray, centre_world_m: np.ndarray,
                t_s: float, *, want_labels: bool = False, luminance: bool = False,
                labels_only: bool = False, tile_mask: np.ndarray | None = None,
-               out: np.ndarray | None = None) -> RenderResult:
+               out: np.ndarray | None = None,
+               light_window_s: tuple[float, float] | None = None) -> RenderResult:
         """Render along `rays_cam`; with `luminance=True` the radiance is (H, W) luminance (the
         event camera's fast path); with `labels_only=True` only labels, depth and instances are
         computed (radiance is an empty array). `tile_mask` (uint8 per 16x16 tile, row-major)
-        renders only the tiles marked 1 into `out` (the rest of `out` is left as it was)."""
+        renders only the tiles marked 1 into `out` (the rest of `out` is left as it was).
+        `light_window_s`: flickering lamps averaged over that window (a frame's exposure)."""
         if labels_only:
             want_labels = True
         rays, ntx, nty, bounds, pix = self._context(rays_cam)
         h, w = rays.shape[:2]
-        prm = self.params_at(t_s, pix)
+        prm = self.params_at(t_s, pix, light_window_s)
         R = np.ascontiguousarray(R_world_cam, dtype=np.float64)
         C = np.ascontiguousarray(centre_world_m, dtype=np.float64)
         nmax = max(1, len(self.obj_f))

@@ -49,6 +49,13 @@ class SceneFeatures:
     """`change_times` lists abrupt changes (blinks, brightness steps) so the event camera gets a
     sample just before and one at each (see `ChangingScene`)."""
 
+    flicker: bool = False
+    """Light sources modulated at `flicker_hz` (mains-powered lamps): the event camera samples
+    the tiles bright enough to see the flicker several times per cycle (the others get the
+    mean light, `light_window_s` over a whole cycle), and frames pass
+    `render(..., light_window_s=(t0, t1))` so the light is averaged exactly over each
+    sub-sample's share of the exposure (see `FlickerScene`)."""
+
 
 class Scene(Protocol):
     """A time-varying world, rendered along per-pixel rays of any camera.
@@ -123,4 +130,20 @@ class ChangingScene(Scene, Protocol):
 
     def change_times(self, t0_s: float, t1_s: float) -> list[float]:
         """Times in (t0, t1] where the scene changes abruptly."""
+        ...
+
+
+class FlickerScene(Scene, Protocol):
+    """A scene with `features.flicker`."""
+
+    flicker_hz: float  # the light's modulation frequency (twice the mains frequency)
+    flicker_depth: float  # its modulation depth, (max - min) / (max + min)
+
+    def render(self, rays_cam: np.ndarray, R_world_cam: np.ndarray, centre_world_m: np.ndarray,
+               t_s: float, *, want_labels: bool = False, luminance: bool = False,
+               tile_mask: np.ndarray | None = None, out: np.ndarray | None = None,
+               light_window_s: tuple[float, float] | None = None) -> RenderResult:
+        """As `Scene.render` (and `TiledScene.render` when the scene has `tiles`), with the
+        modulated light averaged over `light_window_s` (geometry still at `t_s`) instead of
+        taken at `t_s`."""
         ...

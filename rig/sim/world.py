@@ -1,18 +1,21 @@
 """`SimRig`: the simulated world, its two cameras and trigger MCU, advanced by one sim thread.
 
-Time: world time (true time, microseconds) is the MCU's clock. The world only advances while
-the trigger runs: `trigger.start()` sets the first pulse a short lead-in after the current world
-time and wakes the sim thread; each step renders the event camera at the next sample time
-(adaptive: content moves at most ~1 px between samples, halved around sudden brightness
-changes), steps the pixel model, feeds the MCU's pulses to the frame camera (exposure start =
-rising edge + trigger delay) and to the event camera's trigger input (rising and falling edge),
-renders frame sub-samples that fall in the step, and delivers finished frames after their
-readout. After the last pulse a tail of two periods is simulated, then the thread idles.
+Time: world time (true time, microseconds) is the simulator's own clock; the MCU counts it at
+its oscillator's rate. The world only advances while the trigger runs: `trigger.start()` sets
+the first pulse a short lead-in after the current world time and wakes the sim thread; each step
+renders the event camera at the next sample time (adaptive: content moves at most ~1 px between
+samples, halved around sudden brightness changes, several samples per cycle where lamps
+flicker), steps the pixel model, feeds the MCU's pulses to the frame camera (exposure start =
+edge on the wire + trigger delay + jitter) and to the event camera's trigger input (rising and
+falling edge, stamped after a latency), renders frame sub-samples that fall in the step, and
+delivers finished frames after their readout. After the last pulse a tail of two periods is
+simulated, then the thread idles. Latencies, jitters, drifts and random losses:
+`rig.sim.timing`.
 
-The event camera clock and the frame camera clock have their own offsets and drifts (seeded,
-recorded in ground_truth/scenario.json). With `realtime=False` everything is deterministic: the
-thread waits when the frame buffer is full. With `realtime=True` it is paced to the wall clock
-and a full frame buffer drops the frame, as a real camera does.
+The MCU, the event camera and the frame camera have their own clocks with offsets and drifts
+(seeded, recorded in ground_truth/scenario.json). With `realtime=False` everything is
+deterministic: the thread waits when the frame buffer is full. With `realtime=True` it is paced
+to the wall clock and a full frame buffer drops the frame, as a real camera does.
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ from rig.sim.scenarios import Scenario, get_scenario, make_scene
 from rig.sim.scene_api import (
     ChangingScene,
     FastRenderScene,
+    FlickerScene,
     ImageSpeedScene,
     ObjectMotionScene,
     RenderResult,
     Scene,
     TiledScene,
 )
+from rig.sim.timing import PulseDraws, TimingParams, seeded_mcu_drift_ppm
 
 THING_CLASSES = np.arange(11, 19)
 
@@ -82,6 +87,9 @@ class SimConfig:
     event_dt_max_us: int = 5_000  # the fastest tile is sampled at least this often
     tile_dt_max_us: int = 30_000  # ... and every tile at least this often
     flush_interval_us: int = 20_000  # how often events go to the raw file (sim time)
+    # latencies, jitters, clock drifts, random losses (rig.sim.timing.TimingParams overrides)
+    timing: dict = field(default_factory=dict)
+    flicker_samples_per_cycle: int = 8  # event-camera samples per cycle of flickering lamps
 
 
 def create_sim_rig(**options: Any) -> SimRig:
@@ -111,6 +119,18 @@ class DeviceClock:
 
 
 @dataclass
+class _PulseTruth:
+    """What really happened to one pulse (true times in us), for ground_truth/triggers.csv."""
+
+    index: int
+    rise_us: float  # the physical rising edge on the wire
+    t_mcu_us: int  # what the MCU reports for it (its compare time, its own clock)
+    t_edge_stamped_us: int  # the event camera's EXT_TRIGGER stamp, -1 when it missed the edge
+    t_exposure_us: float | None = None  # exposure start, None when the camera did not expose
+    frame_id: int = -1
+
+
+@dataclass
 class _Exposure:
     pulse: int
     frame_id: int
@@ -122,6 +142,7 @@ class _Exposure:
     drop: bool
     incomplete: bool
     serial: int
+    truth: _PulseTruth | None = None
     next_i: int = 0
     acc: np.ndarray | None = None
     label: np.ndarray | None = None
@@ -191,6 +212,14 @@ class SimRig:
         self.event_clock = DeviceClock(float(rng.integers(1_000_000, 9_000_000)),
                                        float(rng.normal(0.0, 15.0)))
         self.frame_clock = DeviceClock(float(rng.integers(10**8, 10**9)), float(rng.normal(0.0, 25.0)))
+        self.timing = tp = TimingParams.from_dict(config.timing)
+        if tp.event_drift_ppm is not None:
+            self.event_clock.drift_ppm = float(tp.event_drift_ppm)
+        if tp.frame_drift_ppm is not None:
+            self.frame_clock.drift_ppm = float(tp.frame_drift_ppm)
+        # the MCU's oscillator: MCU time = true time x rate (both count from the simulator's 0)
+        self.mcu_clock = DeviceClock(0.0, float(tp.mcu_drift_ppm) if tp.mcu_drift_ppm is not None
+                                     else seeded_mcu_drift_ppm(config.seed, tp.mcu_drift_max_ppm))
 
         # what each sensor reads out: a mirrored camera's rays reversed left-right
         self.rays_frame = camera_rays(geometry, "frame")
@@ -215,6 +244,15 @@ class SimRig:
         self._fov = (float(np.abs(self.rays_event[..., 0]).max()) * 1.05,
                      float(np.abs(self.rays_event[..., 1]).max()) * 1.05)
         self._tile_dt = np.full(es.ntx * es.nty, float(config.tile_dt_max_us))
+        # flickering lamps: the tiles that can see it are sampled several times per light cycle
+        self.flicker_hz = (float(cast(FlickerScene, self.scene).flicker_hz)
+                           if self.scene.features.flicker else 0.0)
+        self._flicker_dt_us = (1e6 / (max(1, config.flicker_samples_per_cycle) * self.flicker_hz)
+                               if self.flicker_hz > 0 else np.inf)
+        self._flicker_step_us = np.inf  # the step the flickering tiles need now (inf: none)
+        # tiles that follow the flicker (uint8 per tile; None without flicker): all at first
+        self._flicker_mask: np.ndarray | None = (np.ones(len(self._tile_dt), np.uint8)
+                                                 if self.flicker_hz > 0 else None)
         self._lum_buf = np.zeros((geometry.event.height, geometry.event.width), np.float32)
         self.frame_sensor = FrameSensor(self.frame_params, config.seed)
 
@@ -244,12 +282,14 @@ class SimRig:
         self._px_speed_event = 0.0
         self._motion_valid_until = -1.0
         self._serial = 0
-        self.pulse_log: list[tuple[int, int, int]] = []  # (index, rise, fall), true us
+        self._run_no = 0  # trigger runs started (keys the per-pulse random draws)
+        self.pulse_log: list[tuple[int, float, float]] = []  # (index, rise, fall) on the wire, true us
         self._gt: GroundTruthWriter | None = None
         self._wall0 = 0.0
         self._sim0 = 0.0
         self.stats = {"event_samples": 0, "event_resamples": 0, "tiles_rendered": 0,
-                      "frame_subsamples": 0,
+                      "frame_subsamples": 0, "trigger_edges_dropped": 0, "frames_dropped_random": 0,
+                      "triggers_missed_random": 0,
                       "frames_exposed": 0, "frames_delivered": 0, "frames_lost_buffer": 0,
                       "events_generated": 0, "event_overflow": 0, "render_s": 0.0,
                       "events_s": 0.0, "frames_s": 0.0}
@@ -260,6 +300,14 @@ class SimRig:
     @property
     def sim_time_s(self) -> float:
         return self.t_us * 1e-6
+
+    def mcu_us(self, t_true_us: float) -> int:
+        """What the MCU's clock shows (in whole microseconds) at true time `t_true_us`."""
+        return int(np.floor(float(t_true_us) * self.mcu_clock.rate))
+
+    def true_us_of_mcu(self, t_mcu_us: float) -> float:
+        """The true time at which the MCU's clock shows `t_mcu_us`."""
+        return float(t_mcu_us) / self.mcu_clock.rate
 
     def attach_ground_truth(self, gt_dir: str | Path) -> None:
         """Write ground_truth/ into `gt_dir` while running (call before the trigger starts)."""
@@ -278,11 +326,15 @@ class SimRig:
             "optics": self.optics.to_dict(),
             "default_exposure_us": self.default_exposure_us, "default_gain_db": self.default_gain_db,
             "event_sensor": self.event_params.to_dict(), "frame_sensor": self.frame_params.to_dict(),
-            "clocks": {"true": "MCU time, us",
+            "clocks": {"true": "world time, us (the MCU counts it at its own rate)",
+                       "mcu": {"offset_us": self.mcu_clock.offset_us,
+                               "drift_ppm": self.mcu_clock.drift_ppm},
                        "event_camera": {"offset_us": self.event_clock.offset_us,
                                         "drift_ppm": self.event_clock.drift_ppm},
                        "frame_camera": {"offset_us": self.frame_clock.offset_us,
                                         "drift_ppm": self.frame_clock.drift_ppm}},
+            "timing": {**self.timing.to_dict(),
+                       "frame_trigger_delay_us": self.frame_params.trigger_delay_us},
             "faults": {k: sorted(getattr(c, k)) for k in (
                 "drop_frames", "incomplete_frames", "missed_triggers", "duplicate_trigger_edges",
                 "missing_trigger_edges")},
@@ -375,7 +427,7 @@ class SimRig:
     def _before_trigger_start(self) -> None:
         with self._lock:
             # the first pulse comes a lead-in after the present world time
-            self.mcu.advance_to(int(self.t_us) + int(self.config.lead_in_us))
+            self.mcu.advance_to(self.mcu_us(self.t_us + self.config.lead_in_us))
 
     def _after_trigger_start(self) -> None:
         with self._lock:
@@ -389,6 +441,7 @@ class SimRig:
             self._tail_end_us = None
             self._wall0 = time.monotonic()
             self._sim0 = float(self.t_us)
+            self._run_no += 1
             if self._gt is not None:
                 self._gt.restart_pulses()
 
@@ -413,11 +466,16 @@ class SimRig:
             raise
 
     def _render(self, rays: np.ndarray, R: np.ndarray, C: np.ndarray, t_us: float, *,
-                want_labels: bool = False, luminance: bool = False) -> RenderResult:
+                want_labels: bool = False, luminance: bool = False,
+                light_window_us: tuple[float, float] | None = None) -> RenderResult:
         t0 = time.perf_counter()
         if luminance and self.scene.features.fast_render:
             res = cast(FastRenderScene, self.scene).render(rays, R, C, t_us * 1e-6,
                                                            want_labels=want_labels, luminance=True)
+        elif light_window_us is not None:
+            res = cast(FlickerScene, self.scene).render(
+                rays, R, C, t_us * 1e-6, want_labels=want_labels,
+                light_window_s=(light_window_us[0] * 1e-6, light_window_us[1] * 1e-6))
         else:
             res = self.scene.render(rays, R, C, t_us * 1e-6, want_labels=want_labels)
             if luminance:
@@ -447,14 +505,31 @@ class SimRig:
 
     def render_event_luminance(self, t_us: float, tile_mask: np.ndarray | None = None) -> np.ndarray:
         """Luminance reaching the event sensor at t, through the optics (only the tiles in
-        `tile_mask` are fresh when the scene renders by tiles)."""
+        `tile_mask` are fresh when the scene renders by tiles). With flickering lamps, the tiles
+        sampled too seldom to follow the flicker (`_flicker_tiles`) see the lamps' mean light:
+        a sample at a random phase of the cycle would alias it into spurious events."""
         R, C = self.event_pose(t_us)
-        if tile_mask is not None and self.scene.features.tiles:
+        if self.scene.features.tiles and (tile_mask is not None or self._flicker_mask is not None):
             t0 = time.perf_counter()
-            cast(TiledScene, self.scene).render(self.rays_event, R, C, t_us * 1e-6, luminance=True,
-                                                tile_mask=tile_mask, out=self._lum_buf)
+            mask = (np.ones(len(self._tile_dt), np.uint8) if tile_mask is None
+                    else np.asarray(tile_mask, np.uint8))
+            parts: list[tuple[np.ndarray, tuple[float, float] | None]] = [(mask, None)]
+            if self._flicker_mask is not None:
+                t_s = t_us * 1e-6
+                parts = [(mask & self._flicker_mask, None),
+                         (mask & (1 - self._flicker_mask), (t_s, t_s + 1.0 / self.flicker_hz))]
+            for m, window in parts:
+                if not m.any():
+                    continue
+                if window is None:
+                    cast(TiledScene, self.scene).render(self.rays_event, R, C, t_us * 1e-6,
+                                                        luminance=True, tile_mask=m, out=self._lum_buf)
+                else:
+                    cast(FlickerScene, self.scene).render(
+                        self.rays_event, R, C, t_us * 1e-6, luminance=True, tile_mask=m,
+                        out=self._lum_buf, light_window_s=window)
             self.stats["render_s"] += time.perf_counter() - t0
-            self.stats["tiles_rendered"] += int(tile_mask.sum())
+            self.stats["tiles_rendered"] += int(mask.sum())
             return self.event_optics.apply(self._lum_buf)
         self.stats["tiles_rendered"] += len(self._tile_dt)
         return self.event_optics.apply(
@@ -514,10 +589,36 @@ class SimRig:
             with np.errstate(divide="ignore"):
                 dt = np.where(v > 0, c.max_px_per_sample / np.maximum(v, 1e-9) * 1e6, np.inf)
             self._tile_dt = np.clip(dt, c.event_dt_min_us, c.tile_dt_max_us)
+            self._flicker_step_us = np.inf
+            if self.flicker_hz > 0:
+                fl = self._flicker_tiles()
+                self._flicker_mask = fl.astype(np.uint8)
+                if fl.any():
+                    self._flicker_step_us = max(float(c.event_dt_min_us), self._flicker_dt_us)
+                    self._tile_dt[fl] = np.minimum(self._tile_dt[fl], self._flicker_step_us)
             self._motion_valid_until = t0 + 20_000.0
         speed = self._px_speed_event
         step_us = c.event_dt_max_us if speed <= 0 else c.max_px_per_sample / speed * 1e6
-        return int(min(c.event_dt_max_us, max(c.event_dt_min_us, step_us)))
+        return int(min(c.event_dt_max_us, self._flicker_step_us, max(c.event_dt_min_us, step_us)))
+
+    def _flicker_tiles(self) -> np.ndarray:
+        """Tiles bright enough for the lamps' flicker to get through the photoreceptor with a
+        log amplitude of at least a quarter of the contrast threshold (as if all their light
+        came from the lamps, so never too few): those are sampled `flicker_samples_per_cycle`
+        times per cycle; the flicker in the others stays far below an event."""
+        es = self.event_sensor
+        if es.t_us is None:
+            return np.ones(es.ntx * es.nty, bool)
+        p = self.event_params
+        h, w = es.lp.shape
+        lp = np.full((es.nty * TILE, es.ntx * TILE), -np.inf, np.float32)
+        lp[:h, :w] = es.lp
+        top = lp.reshape(es.nty, TILE, es.ntx, TILE).max(axis=(1, 3)).reshape(-1)
+        lum = np.maximum(np.exp(top.astype(np.float64)) - p.log_eps, 0.0)
+        fc = p.cutoff_max_hz * lum / (lum + p.cutoff_half_lum) + p.cutoff_min_hz
+        m = min(float(cast(FlickerScene, self.scene).flicker_depth), 0.999)
+        amp = 0.5 * np.log((1.0 + m) / (1.0 - m)) / np.sqrt(1.0 + (self.flicker_hz / fc) ** 2)
+        return amp >= 0.25 * min(p.threshold_on, p.threshold_off)
 
     def _step(self) -> None:
         c = self.config
@@ -551,8 +652,8 @@ class SimRig:
             t1 = t0 + dt
             lum = self.render_event_luminance(t1, mask)
             self.stats["event_resamples"] += 1
-        # trigger pulses up to t1
-        for index, rise, fall in self.mcu.advance_to(int(t1)):
+        # trigger pulses whose compare match comes before t1 (MCU clock)
+        for index, rise, fall in self.mcu.advance_to(self.mcu_us(t1)):
             self._on_pulse(index, rise, fall)
         # events
         tk = time.perf_counter()
@@ -591,36 +692,79 @@ class SimRig:
                 time.sleep(ahead)
 
     # ----- trigger pulses -----
-    def _on_pulse(self, index: int, rise: int, fall: int) -> None:
+    def _on_pulse(self, index: int, rise_mcu: int, fall_mcu: int) -> None:
+        """One MCU pulse (compare times on the MCU clock): the edges on the wire, the event
+        camera's EXT_TRIGGER stamps, the frame camera's exposure (rig.sim.timing)."""
         c = self.config
+        tp = self.timing
+        draws = PulseDraws.draw(c.seed, self._run_no, index)
+        rise = self.true_us_of_mcu(rise_mcu + tp.mcu_rise_latency_us
+                                   + tp.mcu_edge_jitter_us * draws.rise_jitter)
+        fall = self.true_us_of_mcu(fall_mcu + tp.mcu_fall_latency_us
+                                   + tp.mcu_edge_jitter_us * draws.fall_jitter)
         self.pulse_log.append((index, rise, fall))
         self._last_fall_us = max(self._last_fall_us, fall)
         ch = self.event_camera.trigger_channel
+        lat = tp.event_trigger_latency_us
+        stamp = -1
         with self._lock:
             if ch is not None and index not in c.missing_trigger_edges:
-                self._pend_tr.append((float(rise), ch, 1))
+                if draws.rise_drop >= tp.trigger_edge_drop_rate:
+                    self._pend_tr.append((rise + lat, ch, 1))
+                    stamp = int(self.event_clock.us(rise + lat))
+                else:
+                    self.stats["trigger_edges_dropped"] += 1
                 if index in c.duplicate_trigger_edges:  # a glitch just after the edge
-                    self._pend_tr.append((float(rise) + 5.0, ch, 1))
-                    self._pend_tr.append((float(rise) + 8.0, ch, 0))
-                self._pend_tr.append((float(fall), ch, 0))
+                    self._pend_tr.append((rise + lat + 5.0, ch, 1))
+                    self._pend_tr.append((rise + lat + 8.0, ch, 0))
+                if draws.fall_drop >= tp.trigger_edge_drop_rate:
+                    self._pend_tr.append((fall + lat, ch, 0))
+                else:
+                    self.stats["trigger_edges_dropped"] += 1
+        truth = _PulseTruth(index, rise, int(rise_mcu), stamp)
         cam = self.frame_camera
         fp = self.frame_params
-        t_start = rise + fp.trigger_delay_us
-        t_ev = int(self.event_clock.us(float(rise)))
-        t_fr = self.frame_clock.ns(t_start)
-        if not cam.acquiring or index in c.missed_triggers:
-            if self._gt is not None:
-                self._gt.pulse(index, rise, t_ev, t_fr, False, False)
+        t_start = rise + fp.trigger_delay_us + tp.frame_trigger_jitter_us * draws.frame_jitter
+        missed = index in c.missed_triggers
+        if not missed and draws.missed_trigger < tp.missed_trigger_rate:
+            missed = True
+            self.stats["triggers_missed_random"] += 1
+        if not cam.acquiring or missed:
+            self._gt_pulse(truth, self.frame_clock.ns(t_start), False, False)
             return
+        truth.t_exposure_us = t_start
+        truth.frame_id = cam._take_frame_id()
+        drop = index in c.drop_frames
+        if not drop and draws.frame_drop < tp.frame_drop_rate:
+            drop = True
+            self.stats["frames_dropped_random"] += 1
         s = cam.settings
         v_frame = self._px_speed_event * self.fx_frame / self.fx_event
         n = self.frame_sensor.subsamples(v_frame, s.exposure_us)
         self._serial += 1
-        self._exposures.append(_Exposure(index, cam._take_frame_id(), float(t_start), float(s.exposure_us),
-                                         float(s.gain_db), s.pixel_format, n,
-                                         index in c.drop_frames, index in c.incomplete_frames,
-                                         self._serial))
+        self._exposures.append(_Exposure(index, truth.frame_id, float(t_start), float(s.exposure_us),
+                                         float(s.gain_db), s.pixel_format, n, drop,
+                                         index in c.incomplete_frames, self._serial, truth))
         self.stats["frames_exposed"] += 1
+
+    def _gt_pulse(self, truth: _PulseTruth, t_frame_ns: int, delivered: bool,
+                  incomplete: bool) -> None:
+        """One row of ground_truth/triggers.csv (true times, and what each device recorded)."""
+        if self._gt is None:
+            return
+        ev = self.event_clock
+
+        def ev_ns(t: float) -> int:
+            return int(round((ev.offset_us + t * ev.rate) * 1000.0))
+
+        t_exp = truth.t_exposure_us
+        self._gt.pulse(truth.index, int(round(truth.rise_us)), int(ev.us(truth.rise_us)), t_frame_ns,
+                       delivered, incomplete,
+                       t_true_ns=int(round(truth.rise_us * 1000.0)), t_event_clock_ns=ev_ns(truth.rise_us),
+                       t_edge_stamped_us=truth.t_edge_stamped_us,
+                       t_exposure_true_ns=-1 if t_exp is None else int(round(t_exp * 1000.0)),
+                       t_exposure_event_clock_ns=-1 if t_exp is None else ev_ns(t_exp),
+                       t_mcu_us=truth.t_mcu_us, frame_id=truth.frame_id)
 
     def _advance_exposures(self, t1: float) -> None:
         finished = []
@@ -631,7 +775,11 @@ class SimRig:
                 mid = i == ex.n // 2
                 want = mid and self._gt is not None
                 R, C = self.frame_pose(ts)
-                res = self._render(self.rays_frame, R, C, ts, want_labels=want)
+                # flickering light is integrated exactly over the sub-sample's share of the exposure
+                window = ((ex.t_start_us + i * ex.exposure_us / ex.n,
+                           ex.t_start_us + (i + 1) * ex.exposure_us / ex.n)
+                          if self.flicker_hz > 0 else None)
+                res = self._render(self.rays_frame, R, C, ts, want_labels=want, light_window_us=window)
                 tk = time.perf_counter()
                 if ex.acc is None:
                     ex.acc = np.array(res.radiance, dtype=np.float32, copy=True)
@@ -684,10 +832,8 @@ class SimRig:
                     self.stats["frames_delivered"] += 1
                 else:
                     self.stats["frames_lost_buffer"] += 1
-            if self._gt is not None:
-                rise = ex.t_start_us - self.frame_params.trigger_delay_us
-                self._gt.pulse(ex.pulse, int(round(rise)), int(self.event_clock.us(rise)),
-                               self.frame_clock.ns(ex.t_start_us), ok, ex.incomplete and ok)
+            if ex.truth is not None:
+                self._gt_pulse(ex.truth, self.frame_clock.ns(ex.t_start_us), ok, ex.incomplete and ok)
 
     # ----- events to the event camera -----
     def _flush_events(self, final: bool = False) -> None:

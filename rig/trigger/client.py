@@ -192,6 +192,7 @@ class SerialTrigger(DeviceLifecycle):
             except (AttributeError, ValueError):
                 pass
             self._buf.clear()
+            self._pulses.clear()
             self._clock.reset()
             self._reset_seen = None
             self.banner = None
@@ -281,9 +282,15 @@ class SerialTrigger(DeviceLifecycle):
         self._require_open()
         with self._lock:
             deadline = time.monotonic() + max(0.0, timeout_s)
-            self._pump(0.0)
-            while not self._pulses and time.monotonic() < deadline:
-                self._pump(min(_POLL_S, deadline - time.monotonic()))
+            try:
+                self._pump(0.0)
+                while not self._pulses and time.monotonic() < deadline:
+                    self._pump(min(_POLL_S, deadline - time.monotonic()))
+            except TriggerError:
+                if not self._pulses:
+                    raise
+                # the link went away: the reports that made it first are handed over, the next
+                # call raises
             pulses, self._pulses = self._pulses, []
             if self._reset_seen is not None and not pulses:
                 self._raise_reset("read_pulses")
@@ -372,10 +379,12 @@ class SerialTrigger(DeviceLifecycle):
             self._buf += self._read_some()
 
     def _note_reset(self, why: str) -> None:
+        """The MCU restarted. Pulse reports that arrived before it stay queued: those pulses were
+        sent (`read_pulses` hands them over before it raises TriggerReset); a new START or a new
+        `open()` clears them."""
         self.resets_seen += 1
         self._reset_seen = why
         self._clock.reset()
-        self._pulses.clear()
 
     def _raise_reset(self, request: str) -> None:
         why, self._reset_seen = self._reset_seen, None

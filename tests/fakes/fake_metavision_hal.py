@@ -25,7 +25,10 @@ Behaviours copied from the HAL and the IMX636 plugin (same in 4.6.2 and 5.1.1):
   moves along reach the file, after a `% key value` header that ends with `% end`;
   `I_EventsStream.stop()` stops the logging and, on a live camera, drops buffers not yet taken;
 - the stream is real EVT3 (encoded by the project's EVT3 writer from a ground-truth script), cut
-  into driver buffers that become available over time after start();
+  into driver buffers that become available over time after start(); or, with `CameraSpec.live`,
+  generated as it goes and paced by the wall clock (a buffer of `buffer_period_s` of sensor time
+  becomes available once that time has passed, plus `live_latency_s`), as a camera streams it,
+  nothing pre-rendered (for long soaks: `benchmarks/soak.py`);
 - trigger edges appear only for enabled trigger-in channels, events only inside an enabled ROI and
   never from a pixel an enabled digital-event-mask slot holds;
 - callbacks get numpy arrays with Metavision's EventCD / EventExtTrigger dtypes.
@@ -188,6 +191,11 @@ class CameraSpec:
     trigger_channel_ids: dict[str, int] = field(default_factory=lambda: {"MAIN": 0, "LOOPBACK": 6})
     missing: tuple[str, ...] = ()  # facility getters that return None (e.g. "get_i_antiflicker_module")
     mask_slots: int = 64  # Gen41DigitalEventMask::NUM_MASK_REGISTERS_
+    # A live sensor instead of `events`/`triggers`: live(t0_us, t1_us, t_start_monotonic) -> (events,
+    # triggers) of the sensor time [t0_us, t1_us) (rig.evt3 dtypes, sorted; sensor time counts from
+    # start(), which happened at t_start_monotonic), called once per buffer in real time.
+    live: Any = None
+    live_latency_s: float = 0.02  # a live buffer is ready this long after its sensor time ended
 
 
 class _Geometry:
@@ -561,6 +569,7 @@ class I_EventsStream:  # noqa: N801
         self.log_path: Path | None = None
         self.buffers_logged = 0
         self.buffers_dropped_at_stop = 0
+        self._encoder: Any = None  # live streams: the EVT3 encoder, its state kept across buffers
 
     def log_raw_data(self, f: str) -> bool:
         self._log = open(f, "wb")  # noqa: SIM115 (closed by stop_log_raw_data)
@@ -574,7 +583,9 @@ class I_EventsStream:  # noqa: N801
             self._log = None
 
     def start(self) -> None:
-        self._buffers = self._dev._make_buffers()
+        live = self._dev.spec.live is not None
+        self._buffers = [] if live else self._dev._make_buffers()
+        self._encoder = self._dev._live_encoder() if live else None
         self._next = 0
         self._t0 = time.monotonic()
         self.started = True
@@ -582,17 +593,23 @@ class I_EventsStream:  # noqa: N801
     def stop(self) -> None:
         """As I_EventsStream::stop on a live camera: available buffers are released, logging ends."""
         if self.started:
-            self.buffers_dropped_at_stop = min(self._ready(), len(self._buffers)) - self._next
+            available = self._ready() if self._encoder is not None else min(self._ready(), len(self._buffers))
+            self.buffers_dropped_at_stop = max(0, available - self._next)
         self._buffers = self._buffers[:self._next]
         self.started = False
         self.stop_log_raw_data()
 
     def _ready(self) -> int:
+        if self._encoder is not None:  # live: a buffer once its sensor time has passed
+            spec = self._dev.spec
+            return max(0, int((time.monotonic() - self._t0 - spec.live_latency_s) / spec.buffer_period_s))
         return int((time.monotonic() - self._t0) / self._dev.spec.buffer_period_s) + 1
 
     def poll_buffer(self) -> int:
         if not self.started:
             return -1
+        if self._encoder is not None:
+            return 1 if self._next < self._ready() else 0
         if self._next < len(self._buffers) and self._next < self._ready():
             return 1
         return 0
@@ -605,7 +622,12 @@ class I_EventsStream:  # noqa: N801
     def get_latest_raw_data(self) -> Any:
         if self.poll_buffer() <= 0:
             return _buffer_type()(b"", np.zeros(0, EVENT_CD_DTYPE), np.zeros(0, EVENT_EXT_TRIGGER_DTYPE))
-        buf = self._buffers[self._next]
+        if self._encoder is not None:
+            period_us = int(round(self._dev.spec.buffer_period_s * 1e6))
+            buf = self._dev._live_buffer(self._encoder, self._next * period_us,
+                                         (self._next + 1) * period_us, self._t0)
+        else:
+            buf = self._buffers[self._next]
         self._next += 1
         if self._log is not None:
             self._log.write(buf._data)
@@ -614,7 +636,7 @@ class I_EventsStream:  # noqa: N801
 
     @property
     def buffers_total(self) -> int:
-        return len(self._buffers)
+        return self._next if self._encoder is not None else len(self._buffers)
 
 
 class FakeDevice:
@@ -672,13 +694,9 @@ class FakeDevice:
     def get_i_event_ext_trigger_decoder(self) -> _EventDecoder | None:
         return self._facility("get_i_event_ext_trigger_decoder", self._ext)
 
-    def _make_buffers(self) -> list[Any]:
-        """What the sensor sends under the current ROI, mask and trigger-in settings, as EVT3 buffers."""
-        from rig.evt3 import EVT3Writer, empty_events, empty_triggers
-
+    def _sensed(self, ev: np.ndarray, tr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the sensor sends of `ev`/`tr` under the current ROI, mask and trigger-in settings."""
         spec = self.spec
-        ev = spec.events if spec.events is not None else empty_events()
-        tr = spec.triggers if spec.triggers is not None else empty_triggers()
         if self.roi.enabled and self.roi.window is not None:
             w = self.roi.window
             keep = ((ev["x"] >= w.x) & (ev["x"] < w.x + w.width)
@@ -689,6 +707,31 @@ class FakeDevice:
             index = ev["y"].astype(np.int64) * spec.width + ev["x"]
             ev = ev[~np.isin(index, [y * spec.width + x for x, y in masked])]
         tr = tr[np.isin(tr["id"], sorted(self.trigger_in.enabled))]
+        return ev, tr
+
+    def _live_encoder(self) -> Any:
+        from rig.evt.evt3 import _Encoder  # the EVT3 writer's word encoder, state kept across buffers
+
+        return _Encoder(self.spec.width, self.spec.height)
+
+    def _live_buffer(self, encoder: Any, t0_us: int, t1_us: int, t_start: float) -> Any:
+        """One buffer of a live sensor: [t0_us, t1_us) from `spec.live`, encoded on."""
+        ev, tr = self._sensed(*self.spec.live(t0_us, t1_us, t_start))
+        cd = np.zeros(len(ev), EVENT_CD_DTYPE)
+        for name in ("x", "y", "p", "t"):
+            cd[name] = ev[name]
+        ext = np.zeros(len(tr), EVENT_EXT_TRIGGER_DTYPE)
+        ext["t"], ext["id"], ext["p"] = tr["t"], tr["id"], tr["value"]
+        return _buffer_type()(encoder.encode(ev, tr).tobytes(), cd, ext)
+
+    def _make_buffers(self) -> list[Any]:
+        """What the sensor sends under the current ROI, mask and trigger-in settings, as EVT3 buffers."""
+        from rig.evt3 import EVT3Writer, empty_events, empty_triggers
+
+        spec = self.spec
+        ev = spec.events if spec.events is not None else empty_events()
+        tr = spec.triggers if spec.triggers is not None else empty_triggers()
+        ev, tr = self._sensed(ev, tr)
         self.sent_events, self.sent_triggers = ev, tr
         t_end = max(int(ev["t"][-1]) if len(ev) else 0, int(tr["t"][-1]) if len(tr) else 0) + 1
         edges = np.linspace(0, t_end, spec.n_buffers + 1).astype(np.int64)

@@ -433,6 +433,9 @@ class CameraSpec:
     frame_id_start: int = 0
     frame_id_modulo: int | None = None  # e.g. 1 << 16 to see a wrap
     clock_offset_ns: int = 7_000_000_000_123  # camera clock = host monotonic + offset
+    # images kept in `FakeCamera.delivered` for tests to inspect (None: all of them; a long soak
+    # through the fake keeps a few, or every frame's pixels would stay in memory)
+    keep_delivered: int | None = None
     # Settings another program left behind, undone by loading the Default user set.
     dirty: dict[str, str] = field(default_factory=lambda: {"TriggerMode": "On", "TriggerSource": "Line0",
                                                            "ExposureAuto": "Continuous"})
@@ -453,7 +456,8 @@ class FakeCamera:
         self.valid = True
         self._queue: deque[ImagePtr] = deque()
         self._outstanding: set[int] = set()
-        self.delivered: list[ImagePtr] = []
+        self.delivered: deque[ImagePtr] = deque(maxlen=spec.keep_delivered)
+        self.delivered_total = 0
         self._next_id = spec.frame_id_start
         self._fail_next = 0
         self.dropped_no_buffer = 0
@@ -568,7 +572,7 @@ class FakeCamera:
             "StreamBufferCountMode": _Enumeration(self, "StreamBufferCountMode", ["Manual"], "Manual", idle),
             "StreamBufferCountManual": _Integer(self, "StreamBufferCountManual", 10, 1, 1000, idle),
             "StreamTotalBufferCount": _Integer(self, "StreamTotalBufferCount", 0, access=lambda: RO,
-                                               getter=lambda: len(self.delivered)),
+                                               getter=lambda: self.delivered_total),
             "StreamBufferUnderrunCount": _Integer(self, "StreamBufferUnderrunCount", 0, access=lambda: RO,
                                                   getter=lambda: self.dropped_no_buffer),
         }
@@ -659,6 +663,7 @@ class FakeCamera:
             image = self._queue.popleft()
             self._outstanding.add(id(image))
             self.delivered.append(image)
+            self.delivered_total += 1
             return image
 
     def _release(self, image: ImagePtr) -> None:
@@ -671,27 +676,29 @@ class FakeCamera:
         """Images handed out and not released yet."""
         return len(self._outstanding)
 
-    def pulse(self, line: str = "Line3", n: int = 1) -> None:
-        """n rising edges on an input line (the trigger MCU)."""
+    def pulse(self, line: str = "Line3", n: int = 1, t_host_ns: int | None = None) -> None:
+        """n rising edges on an input line (the trigger MCU). `t_host_ns`: when the edge arrived,
+        on the host's monotonic clock (a wire that delivers edges a little late still stamps the
+        exposure at the edge); None: now."""
         for _ in range(n):
             self.pulses_seen += 1
-            self._trigger(line)
+            self._trigger(line, t_host_ns)
 
     def fail_next(self, n: int = 1) -> None:
         """The next n frames arrive incomplete (lost USB packets)."""
         self._fail_next += n
 
-    def _trigger(self, source: str) -> None:
+    def _trigger(self, source: str, t_host_ns: int | None = None) -> None:
         if (self.streaming and self._enum("TriggerMode") == "On" and self._enum("TriggerSource") == source
                 and self._enum("TriggerActivation") in ("RisingEdge", "AnyEdge")):
-            self._produce()
+            self._produce(t_host_ns)
 
-    def _produce(self) -> None:
+    def _produce(self, t_host_ns: int | None = None) -> None:
         fid = self._next_id
         self._next_id += 1
         if self.spec.frame_id_modulo:
             self._next_id %= self.spec.frame_id_modulo
-        t_ns = self.device_time_ns()
+        t_ns = self.device_time_ns() if t_host_ns is None else int(t_host_ns) + self.spec.clock_offset_ns
         fmt = self._enum("PixelFormat")
         h, w = self._nodes["Height"]._value, self._nodes["Width"]._value  # type: ignore[attr-defined]
         base = np.roll(self._base[:h, :w], fid % w, axis=1)
