@@ -170,3 +170,17 @@ def positive(kind: type = float, unit: str = "", **kw) -> Number:
     if kind is int:
         return Number(int, min=1, unit=unit, **kw)
     return Number(float, min=0, min_open=True, unit=unit, **kw)
+
+
+def pulse_indices(ctx: click.Context, param: click.Parameter, text: str | None) -> list[int] | None:
+    """Option callback: comma-separated trigger pulse indices (0, 1, ...), e.g. --drop-frames 3,7."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise click.BadParameter(f"{text!r}: expected pulse indices (whole numbers from 0), comma-"
+                                 "separated, e.g. 3,7,12", ctx, param)
+    return values

@@ -7,21 +7,7 @@ from pathlib import Path
 
 import click
 
-from common.clierrors import positive
-
-
-def _pulse_list(ctx: click.Context, param: click.Parameter, text: str | None) -> list[int] | None:
-    """--drop-frames: comma-separated pulse indices (0, 1, ...)."""
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 0:
-        raise click.BadParameter(f"{text!r}: expected pulse indices (whole numbers from 0), comma-"
-                                 "separated, e.g. 3,7", ctx, param)
-    return values
+from common.clierrors import positive, pulse_indices
 
 
 @click.command("check")
@@ -44,7 +30,7 @@ def _pulse_list(ctx: click.Context, param: click.Parameter, text: str | None) ->
 @click.option("--keep", is_flag=True, help="Keep the burst session (OUT/check_<time>).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results to this JSON file.")
-@click.option("--drop-frames", default=None, callback=_pulse_list,
+@click.option("--drop-frames", default=None, callback=pulse_indices,
               help="(sim) Comma-separated pulse indices whose frames are lost: see a check fail.")
 @click.option("--seed", type=int, default=0, show_default=True, help="(sim) Simulator seed.")
 @click.option("--exposure-offset", "offset_sessions", nargs=2, default=None,

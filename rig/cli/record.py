@@ -6,25 +6,11 @@ from pathlib import Path
 
 import click
 
-from common.clierrors import Number, positive
+from common.clierrors import Number, positive, pulse_indices
 from rig.geometry import MIRROR_CHOICES
 from rig.recorder import RecordError, RecordOptions, calibration_duration_s, record_session
 
 SCENARIOS = ["day", "night", "overexposed", "motion_blur", "checkerboard"]
-
-
-def _fault_set(ctx: click.Context, param: click.Parameter, text: str | None) -> list[int] | None:
-    """--drop-frames/--incomplete-frames: comma-separated pulse indices (0, 1, ...)."""
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 0:
-        raise click.BadParameter(f"{text!r}: expected pulse indices (whole numbers from 0), comma-"
-                                 "separated, e.g. 3,7,12", ctx, param)
-    return values
 
 
 @click.command("record")
@@ -67,9 +53,9 @@ def _fault_set(ctx: click.Context, param: click.Parameter, text: str | None) -> 
 @click.option("--frame-backend", default=None, help="Frame camera backend (pyspin, aravis).")
 @click.option("--rig-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="rig.yaml with backends, serials, wiring and settings.")
-@click.option("--drop-frames", default=None, callback=_fault_set,
+@click.option("--drop-frames", default=None, callback=pulse_indices,
               help="(sim) comma-separated pulse indices to drop.")
-@click.option("--incomplete-frames", default=None, callback=_fault_set,
+@click.option("--incomplete-frames", default=None, callback=pulse_indices,
               help="(sim) comma-separated pulse indices delivered incomplete.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing session in --out.")
 @click.option("--quiet", is_flag=True, help="No live status line.")
