@@ -555,6 +555,7 @@ def _session_data_rate(session: Path) -> DataRate:
 def run_check(opts: CheckOptions, *, stop_event: threading.Event | None = None) -> CheckResult:
     """Record the burst into a temporary folder inside `opts.out_dir`, check it, test the disk."""
     folder = Path(opts.out_dir)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # taken back afterwards
     folder.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".rig-check-", dir=folder))
     session = work / "burst"
@@ -576,4 +577,7 @@ def run_check(opts: CheckOptions, *, stop_event: threading.Event | None = None) 
             result.kept_session = kept
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        for path in created:  # innermost first; a folder that now holds something stays
+            with contextlib.suppress(OSError):
+                path.rmdir()
     return result

@@ -178,3 +178,12 @@ def test_rig_check_on_the_fake_hardware(tmp_path, monkeypatch) -> None:
     assert result.item("trigger-in").value.startswith("channel 0 enabled")
     assert "EVK4 USB 3 link" in result.item("disk speed").value  # no rate limit set: the link's peak
     assert source.late_edges == 0 and flir.dropped_no_buffer == 0
+
+
+def test_rig_check_in_an_empty_folder_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
+    """A preflight with no --keep records into a temporary folder on the recordings' disk and
+    takes back every folder it made (here the workspace's recordings/)."""
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["check", "--sim", "--quick"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert list(tmp_path.iterdir()) == []
