@@ -54,13 +54,19 @@ if TYPE_CHECKING:
 @click.option("--trust-first-frame", is_flag=True,
               help="Assume the camera's first frame id answers pulse 0 (rescues recordings that "
                    "lost frames at the end; wrong if the camera missed the first pulse).")
+@click.option("--trigger-delay-us", type=Number(int, min=0, max=100_000, unit="us"), default=0,
+              show_default=True,
+              help="The frame camera's trigger-to-exposure-start delay, added to each trigger edge "
+                   "(measure it with `rig check --exposure-offset`, docs/hardware.md; the "
+                   "simulated BFS has 10). Not used when ExposureActive drives the trigger input.")
 @click.option("--no-masks", is_flag=True, help="Do not store instance masks (simulated sessions).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...], calib: Path | None,
           out: Path | None, window_ms: float | None, window: str | None, labels: Path | None,
           label_ids: str, label_mapping: Path | None,
           splits: Path | None, seed: int, workers: int, resume: bool, alpha: float, beta: float,
-          serial: bool, trust_first_frame: bool, no_masks: bool, quiet: bool) -> None:
+          serial: bool, trust_first_frame: bool, trigger_delay_us: int, no_masks: bool,
+          quiet: bool) -> None:
     """Build the RPEA dataset (pixel-aligned image / events / label pairs) from sessions.
 
     Frames are paired with trigger edges through the MCU's pulse reports; anything that cannot
@@ -112,6 +118,7 @@ def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...
                         label_ids=label_ids, label_mapping=label_mapping, alpha=alpha, beta=beta,
                         splits_file=splits, seed=seed, workers=workers, resume=resume,
                         write_masks=not no_masks, image_workers=0 if serial else 2,
+                        trigger_delay_us=trigger_delay_us,
                         sync=SyncConfig(first_exposure_on_first_pulse=trust_first_frame),
                         progress=not quiet)
     if alpha >= beta:

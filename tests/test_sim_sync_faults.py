@@ -63,13 +63,14 @@ def record(out: Path, seed: int, duration_s: float, timing: dict | None = None,
     return out
 
 
-def build(session: Path, tmp: Path) -> dict:
-    """`rpea build` of one session with its true calibration; its build report."""
+def build(session: Path, tmp: Path, *more: str) -> dict:
+    """`rpea build` of one session with its true calibration (and `more` options); its build
+    report."""
     calib = ground_truth_calibration(SessionReader(session).ground_truth_geometry(),
                                      tmp / f"{session.name}_calib.yaml")
-    out = tmp / f"{session.name}_data"
+    out = tmp / f"{session.name}_data{len(more)}"
     res = CliRunner().invoke(main, ["build", "--split", "train", "--sessions", str(session),
-                                    "--calib", str(calib), "--out", str(out), "--quiet"])
+                                    "--calib", str(calib), "--out", str(out), "--quiet", *more])
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert "vs truth: 0 mis-paired" in res.output, res.output
     reports = json.loads((out / "train" / "build_report.json").read_text())
@@ -171,6 +172,11 @@ def test_default_recording_pairs_every_frame(tmp_path: Path) -> None:
     assert report["sync"]["num_pairs"] == report["sync"]["num_pulses"] == 20
     assert vs["mispaired"] == 0 and vs["pairs"] == vs["pairs_possible"] == 20
     assert vs["edge_error_us"]["max"] <= 0.5 + 1e-3
+    # the frame camera's 10 us trigger latency is a bias until the build is told of it
+    assert vs["exposure_start_error_us"]["mean_signed"] == pytest.approx(-10.0, abs=1.5)
+    fixed = build(session, tmp_path, "--trigger-delay-us", "10")["sync_vs_truth"]
+    assert abs(fixed["exposure_start_error_us"]["mean_signed"]) < 1.5
+    assert fixed["exposure_start_error_us"]["max"] < 3.0 and fixed["trigger_delay_us"] == 10
 
 
 def test_older_trigger_truth_reads_with_the_new_columns_unknown(tmp_path: Path) -> None:

@@ -109,7 +109,9 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
 
             # windows on the event clock
             n = sync.num_pairs
-            exp_t0 = sync.edge_t_us + int(opts.trigger_delay_us)
+            # ExposureActive on the trigger input: its rising edge is the exposure start itself
+            delay_us = 0 if manifest.wiring.exposure_active_to_event else int(opts.trigger_delay_us)
+            exp_t0 = sync.edge_t_us + delay_us
             exposure_us = reader.frame_meta["exposure_us"][sync.frame_index].astype(np.float64)
             exp_t1 = exp_t0 + np.rint(exposure_us).astype(np.int64)
             if manifest.wiring.exposure_active_to_event:
@@ -160,7 +162,7 @@ def build_sequence(p: SessionPlan, opts: BuildOptions, *,
             if truth_pulses is not None and truth_pulses.size:  # a simulated session
                 report["sync_vs_truth"] = sync_vs_truth(truth_pulses, sync,
                                                         reader.frame_meta["t_device_ns"],
-                                                        opts.trigger_delay_us)
+                                                        delay_us)
             writer.write_extra("report", json.dumps(report))
             writer.write_extra("options", json.dumps({k: str(v) for k, v in asdict(opts).items()}))
             sha = writer.commit({
