@@ -451,7 +451,6 @@ def exposure_offset(or_session: Path | str, ea_session: Path | str) -> ExposureO
     """The trigger-to-exposure offset from two sessions (docs/hardware.md): `ea_session` with
     ExposureActive alone on the trigger-in (its high time), `or_session` with the MCU pulse and
     ExposureActive through an OR gate on the same input."""
-    widths = []
     with SessionReader(ea_session) as ea:
         r, f = rising_edges(_triggers(ea.events_path), ea.manifest.wiring.event_trigger_channel)
         widths = _edge_widths(r, f)

@@ -270,7 +270,7 @@ class SimRig:
         self.t_us = 0  # world (true) time, integer microseconds at step boundaries
         self._running = False  # a trigger run (incl. its tail) is being simulated
         self._tail_end_us: float | None = None
-        self._last_fall_us = 0
+        self._last_fall_us = 0.0
         self._exposures: list[_Exposure] = []
         self._deliveries: list[tuple[float, _Exposure, np.ndarray | None]] = []
         self._pend_t: list[np.ndarray] = []
