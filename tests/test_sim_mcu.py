@@ -123,8 +123,11 @@ def test_sim_trigger_is_a_trigger_controller_and_thread_safe() -> None:
     stop = threading.Event()
 
     def simulate() -> None:
+        # at most 2 s of MCU time (2000 pulses): fewer than the MCU buffers for a slow reader
+        # (4096 lines; beyond that it drops them as the firmware would), however slowly the
+        # main thread runs on a loaded machine
         t_us = 0
-        while not stop.is_set():
+        while not stop.is_set() and t_us < 2_000_000:
             t_us += 700
             trig.mcu.advance_to(t_us)
 
