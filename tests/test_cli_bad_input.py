@@ -117,7 +117,7 @@ CASES = [
     C("calibrate-export-folder-without-calib", "rig", "calibrate export --format ros {dir} -o K/",
       1, "calib.yaml"),
     C("calibrate-export-missing", "rig", "calibrate export --format ros {missing}", 2),
-    # --- rig trigger, rig devices
+    # --- rig trigger, and the devices command (an unknown backend: refused before any discovery)
     C("trigger-ping-no-such-port", "rig", "trigger ping --port {missing} --timeout 0.2", 1,
       "missing"),
     C("trigger-status-port-is-a-text-file", "rig", "trigger status --port {text} --timeout 0.2",

@@ -378,7 +378,7 @@ def test_extraction_forms(tmp_path: Path) -> None:
         "```\n"
         "```console\n"
         "$ rpea stats data/\n"
-        "rig devices: this is output, not a command\n"
+        "rig trigger: this is output, not a command\n"
         "```\n"
         "| `rig trigger status\\|ping` | a table cell |\n")
     found = [(c.line, c.text) for c in extract_commands(doc, name="doc.md")]
