@@ -110,7 +110,9 @@ def session_views(session_dir: str | Path, *, blink_hz: float | None = None,
     reader = SessionReader(session_dir)
     notes: list[str] = []
     if reader.status not in BUILDABLE_STATUSES:
-        notes.append(f"session status is {reader.status!r}")
+        hint = (f": never closed (a crash?); `rig session recover {session_dir}` keeps what is "
+                "readable and marks it" if reader.status == "recording" else "")
+        notes.append(f"session status is {reader.status!r}{hint}")
     fmt = reader.pixel_format
     n = reader.num_frames
     if n == 0:

@@ -152,3 +152,15 @@ def test_session_source_pairs_through_the_sync_after_dropped_frames(calib_sessio
     for new_k, old_k in enumerate(kept):
         assert cut_labels[new_k].split(" t=")[1] == full_labels[old_k].split(" t=")[1]
     assert any("frame dropped" in note for note in src.notes)
+
+
+def test_a_never_closed_session_is_named_with_the_way_to_recover_it(calib_session, monkeypatch):
+    """A calibration recording that crashed still says 'recording': the notes say how to make it
+    whole (`rig session recover`, issue 16)."""
+    from calibration.sources import session_views
+    from rig import session as session_mod
+
+    monkeypatch.setattr(session_mod.SessionReader, "status", property(lambda self: "recording"))
+    source = session_views(calib_session, progress=False)
+    assert any("rig session recover" in n and "'recording'" in n for n in source.notes), \
+        source.notes
