@@ -40,8 +40,8 @@ def mirrored_corners(corners: np.ndarray, board: Board, gray: np.ndarray | None,
     flipped image)."""
     flipped = mirror_x(np.asarray(corners, np.float64).reshape(-1, 2), width)
     grid = flipped.reshape(board.rows, board.cols, 2)[:, ::-1].reshape(-1, 2)
-    image = None if gray is None else np.ascontiguousarray(gray[:, ::-1])
-    return normalise_order(grid.astype(np.float32), board, image)
+    # a reversed view, not a copy: normalise_order only averages two small patches of it
+    return normalise_order(grid.astype(np.float32), board, None if gray is None else gray[:, ::-1])
 
 
 def cross_view_error_px(src: dict[int, np.ndarray], dst: dict[int, np.ndarray],

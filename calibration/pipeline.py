@@ -149,15 +149,6 @@ def _resolve_mirroring(vs: ViewSet) -> tuple[ViewSet, MirrorDecision]:
     return vs, decision
 
 
-def _lens(corners: dict[int, np.ndarray], mirrored: bool, width: int) -> dict[int, np.ndarray]:
-    """Sensor corners -> the unmirrored lens's pixels (what K and dist describe)."""
-    from rig.geometry import mirror_x
-
-    if not mirrored:
-        return corners
-    return {i: mirror_x(c, width).astype(np.float32) for i, c in corners.items()}
-
-
 def _holdout(ids: list[int], every: int, min_pairs: int) -> list[int]:
     """Pairs kept out of calibration to measure alignment on views it never saw: only from a
     set large enough to spare them (a 20-pair image set calibrates on all 20, as OpenCV's
@@ -185,8 +176,10 @@ def calibrate_views(vs: ViewSet, opts: CalibOptions) -> tuple[Calibration, dict]
     vs, mirror = _resolve_mirroring(vs)
     pairs = vs.pair_ids
     held = _holdout(pairs, opts.holdout_every, max(opts.holdout_min_pairs, 2 * opts.min_views))
-    lens_fr = _lens(vs.frame_corners, mirror.camera == "frame", vs.frame_size[0])
-    lens_ev = _lens(vs.event_corners, mirror.camera == "event", vs.event_size[0])
+    # what K and dist describe: the mirrored camera's detections as they are on its unmirrored
+    # image (the same corners as its sensor-coordinate ones, reflected back)
+    lens_fr = vs.unmirrored["frame"] if mirror.camera == "frame" else vs.frame_corners
+    lens_ev = vs.unmirrored["event"] if mirror.camera == "event" else vs.event_corners
     train_fr = {i: c for i, c in lens_fr.items() if i not in held}
     train_ev = {i: c for i, c in lens_ev.items() if i not in held}
     obj = board.object_points()

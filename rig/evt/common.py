@@ -71,24 +71,8 @@ EVT2_WORD_NAMES = (
     "OTHERS",
     "CONTINUED",
 )
-EVT21_WORD_NAMES = (
-    "EVT_NEG",
-    "EVT_POS",
-    "type_0x2",
-    "type_0x3",
-    "type_0x4",
-    "type_0x5",
-    "type_0x6",
-    "type_0x7",
-    "EVT_TIME_HIGH",
-    "type_0x9",
-    "EXT_TRIGGER",
-    "type_0xB",
-    "type_0xC",
-    "type_0xD",
-    "OTHERS",
-    "CONTINUED",
-)
+# EVT 2.1 names its CD words by polarity; every other word type is EVT 2.0's
+EVT21_WORD_NAMES = ("EVT_NEG", "EVT_POS") + EVT2_WORD_NAMES[2:]
 
 
 def widen_time_span(first: int | None, last: int | None, *arrays: np.ndarray
