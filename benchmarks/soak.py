@@ -487,8 +487,10 @@ def soak_record(kind: str, args: argparse.Namespace, root: Path, phases: list[Ph
     minutes = args.minutes if args.minutes is not None else (60.0 if kind == "fake" else 10.0)
     if kind == "fake":
         fw, fh = fake_sizes(args.scale)["frame"]
-        per_s = args.event_rate * 6.0 + fw * fh * args.rate  # EVT3 <= 6 B/event, raw frames
-        need = per_s * minutes * 60 * (2.0 if args.build else 1.0)
+        # measured (3 min, defaults): EVT3 about 4 B/event, frames.h5 about half the raw pixels;
+        # the build output is about 0.7x the session. A 1.25x margin over that.
+        per_s = args.event_rate * 4.0 + fw * fh * args.rate * 0.5
+        need = 1.25 * per_s * minutes * 60 * (1.7 if args.build else 1.0)
     else:
         need = SIM_BYTES_PER_MIN * minutes * (2.0 if args.build else 1.0)
     require_space(root, need, f"{kind} ({minutes:g} min)")

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
-from common.clierrors import positive
+from common.clierrors import Number, positive
 
 if TYPE_CHECKING:
     from calibration.board import Board
+    from calibration.preview import CalibrationPreview
     from common.workspace import Workspace
 
 
@@ -88,6 +89,14 @@ if TYPE_CHECKING:
               help="Show a full-screen blinking checkerboard (OpenCV window) and exit.")
 @click.option("--screen", default="1920x1080", show_default=True,
               help="(--show-pattern) screen size WxH in pixels.")
+@click.option("--preview", is_flag=True,
+              help="Serve a live page: the recording with the boards found and how well the poses "
+                   "cover the image, then each view as detected (docs/hardware.md, \"Live preview\").")
+@click.option("--preview-port", type=Number(int, min=0, max=65535), default=None,
+              help="(--preview) TCP port of the page [default: 8765; 0: any free port].")
+@click.option("--preview-host", default=None,
+              help="(--preview) address the page listens on [default: 127.0.0.1, this machine "
+                   "only].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: float, out_dir: Path | None,
@@ -99,7 +108,8 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
               duration_s: float | None, seed: int, rate_hz: float, full_res: bool,
               mirror: str | None, optics: str | None, rig_config: Path | None,
               keep_session: bool, no_joint_refine: bool,
-              show_pattern: bool, screen: str, quiet: bool) -> None:
+              show_pattern: bool, screen: str, preview: bool, preview_port: int | None,
+              preview_host: str | None, quiet: bool) -> None:
     """Calibrate both cameras and pixel-align events to frames.
 
     Writes OUT/calib.yaml (OpenCV FileStorage), OUT/report.json and OUT/report.png, and prints
@@ -125,6 +135,7 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
       rig calibrate --checkerboard --events 'rec/calibration_*.aedat' \\
                     --pattern 8x4 --square-mm 55 --out calib_ev/   # event camera alone
       rig calibrate --show-pattern --blink-hz 5 --screen 2560x1440   # on the rig's monitor
+      rig calibrate --checkerboard --hardware --preview    # watch http://127.0.0.1:8765/
       rig calibrate export --format kalibr                       # calib/camchain.yaml
 
     `rig calibrate export` writes calib.yaml in another tool's format (see its --help).
@@ -154,6 +165,11 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
         return
     if not checkerboard:
         raise click.UsageError("say how to calibrate: --checkerboard (or --show-pattern)")
+    if not preview:
+        for name, value in (("--preview-port", preview_port), ("--preview-host", preview_host)):
+            if value is not None:
+                raise click.UsageError(f"{name}: only with --preview (the live page); add --preview "
+                                       f"or leave {name} out")
     sources = [sim is not None, session_dir is not None, bool(frame_images or event_images)]
     if sum(sources) + (events_glob is not None) > 1:
         raise click.UsageError("give one source of views: --sim/--hardware, --session DIR, "
@@ -163,6 +179,9 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
         raise click.UsageError(f"--rig-config {rig_config}: the simulated rig (--sim) reads no rig "
                                "config; leave --rig-config out, or record with --hardware")
     if events_glob is not None:
+        if preview:
+            raise click.UsageError("--preview: not with --events (the page follows a two-camera "
+                                   "calibration: a recording and its views)")
         _calibrate_events(events_glob, board, out_dir, blink_hz, quiet)
         return
     if bool(frame_images) != bool(event_images):
@@ -194,6 +213,7 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
                         plane_depth_m=plane_depth_m, refine=not no_joint_refine, grid=grid)
     from common.atomic import removed_on_failure
 
+    live = _open_preview(board, preview_host, preview_port) if preview else None
     # a failed calibration leaves no half-written OUT (a recorded session in it is kept)
     try:
         with removed_on_failure(out_dir, keep=lambda folder: any(folder.rglob("session.json"))):
@@ -211,7 +231,8 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
                 record_calibration(rec_dir, sim=sim, n_views=n_views, seed=seed, rate_hz=rate_hz,
                                    duration_s=duration_s, full_res=full_res, rig_config=rig_config,
                                    show_status=not quiet, mirror=mirror if sim else None,
-                                   optics=optics if sim else None)
+                                   optics=optics if sim else None,
+                                   preview=live.feed if live is not None else None)
                 session_dir = rec_dir
             if session_dir is not None:
                 source = session_views(session_dir, blink_hz=blink_hz, progress=not quiet)
@@ -222,11 +243,37 @@ def calibrate(ctx: click.Context, checkerboard: bool, pattern: str, square_mm: f
                 source.reflected_arm, source.reflected_arm_source = mirror, f"--mirror {mirror}"
             for note in source.notes:
                 click.echo(f"note: {note}", err=True)
-            res = run_calibration(source, opts, out_dir, progress=not quiet)
+            if live is not None:
+                live.start_detection(source.frame_size, source.event_size, source.total,
+                                     source.reflected_arm)
+            res = run_calibration(source, opts, out_dir, progress=not quiet,
+                                  on_view=live.on_view if live is not None else None)
     except (ValueError, RuntimeError, OSError) as e:
         raise click.ClickException(str(e)) from None
+    finally:
+        if live is not None:
+            live.close()
     for line in summary_lines(res):
         click.echo(line)
+
+
+def _open_preview(board: Board, host: str | None, port: int | None) -> CalibrationPreview:
+    """The live page, listening before anything is recorded or written (a busy port is an
+    error that leaves nothing behind)."""
+    from calibration.preview import CalibrationPreview
+    from rig.preview import DEFAULT_HOST, DEFAULT_PORT, PreviewError
+
+    try:
+        live = CalibrationPreview(board, host=host or DEFAULT_HOST,
+                                  port=DEFAULT_PORT if port is None else port)
+    except PreviewError as exc:
+        raise click.ClickException(str(exc)) from None
+    live.start()
+    click.echo(f"preview: {live.url}", err=True)
+    if live.server.host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"note: the preview listens on {live.server.host}: everyone who can reach this "
+                   "machine can watch the rig", err=True)
+    return live
 
 
 def _screen_size(screen: str) -> tuple[int, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -87,18 +87,38 @@ class ViewSet:
         return sorted(set(self.frame_corners) & set(self.event_corners))
 
 
-def detect_views(views: Iterable[tuple[int, str, np.ndarray | None, np.ndarray | None]],
+View = tuple[int, str, np.ndarray | None, np.ndarray | None]
+#: Told after each view is detected (then None, once all are): the live preview's tap.
+ViewReport = Callable[[View | None, ViewSet], None]
+
+
+def _reported(views: Iterable[View], on_view: ViewReport, vs: ViewSet) -> Iterator[View]:
+    """`views`, telling `on_view` about each one once it was detected (when the next is asked
+    for), and None after the last."""
+    previous: View | None = None
+    for item in views:
+        if previous is not None:
+            on_view(previous, vs)
+        previous = item
+        yield item
+    if previous is not None:
+        on_view(previous, vs)
+    on_view(None, vs)
+
+
+def detect_views(views: Iterable[View],
                  board: Board, frame_size: tuple[int, int], event_size: tuple[int, int], *,
                  dedupe_px: float | None = None, keep_images: int = 2, total: int | None = None,
-                 progress: bool = True) -> ViewSet:
+                 progress: bool = True, on_view: ViewReport | None = None) -> ViewSet:
     """Detect the board in (id, label, frame grey, event image) views. With `dedupe_px`,
     consecutive views whose frame corners moved less than that are one pose: only its first
-    complete pair is kept (a recording holds each pose for several triggers)."""
+    complete pair is kept (a recording holds each pose for several triggers). `on_view` hears
+    of each view after its detection (calibration.preview)."""
     vs = ViewSet((int(frame_size[0]), int(frame_size[1])), (int(event_size[0]), int(event_size[1])))
     last_pair: np.ndarray | None = None
     # disable=None: no bar when stderr is not a terminal (logs, CI)
-    bar = tqdm(views, total=total, desc="detecting boards", unit="view",
-               disable=None if progress else True)
+    bar = tqdm(views if on_view is None else _reported(views, on_view, vs), total=total,
+               desc="detecting boards", unit="view", disable=None if progress else True)
     for vid, label, fgray, eimg in bar:
         vs.labels[vid] = label
         fd = detect_corners(fgray, board) if fgray is not None else None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from calibration.board import Board
 from calibration.io import Calibration, save_calibration
-from calibration.pipeline import CalibOptions, calibrate_views, detect_views
+from calibration.pipeline import CalibOptions, ViewReport, calibrate_views, detect_views
 from calibration.report import write_report_json, write_report_png
 from calibration.sources import ViewSource
 
@@ -24,12 +24,14 @@ class RunResult:
 
 
 def run_calibration(source: ViewSource, opts: CalibOptions, out_dir: str | Path, *,
-                    progress: bool = True) -> RunResult:
-    """Detect, calibrate, write the three files; returns the calibration and report."""
+                    progress: bool = True, on_view: ViewReport | None = None) -> RunResult:
+    """Detect, calibrate, write the three files; returns the calibration and report.
+    `on_view`: told of each view once detected (the live preview)."""
     t0 = time.monotonic()
     out = Path(out_dir)
     vs = detect_views(source.views, opts.board, source.frame_size, source.event_size,
-                      dedupe_px=source.dedupe_px, total=source.total, progress=progress)
+                      dedupe_px=source.dedupe_px, total=source.total, progress=progress,
+                      on_view=on_view)
     vs.truth = source.truth
     vs.source = source.source
     vs.reflected_arm, vs.reflected_arm_source = source.reflected_arm, source.reflected_arm_source

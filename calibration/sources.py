@@ -7,6 +7,7 @@ import glob
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -17,6 +18,9 @@ from rig.geometry import RigGeometry
 from rig.ground_truth import DEFAULT_SIM_BLINK_HZ
 from rig.session import BUILDABLE_STATUSES, SessionReader
 from rig.sync import SyncError, pair_session
+
+if TYPE_CHECKING:
+    from rig.preview.feed import PreviewFeed
 
 
 @dataclass
@@ -177,7 +181,7 @@ def record_calibration(out_dir: Path, *, sim: bool, n_views: int = 40, seed: int
                        duration_s: float | None = None, full_res: bool = False,
                        rig_config: Path | None = None, show_status: bool = False,
                        overwrite: bool = True, mirror: str | None = None,
-                       optics: str | None = None) -> Path:
+                       optics: str | None = None, preview: PreviewFeed | None = None) -> Path:
     """Record a checkerboard session into `out_dir`: the simulated blinking board (one pose per
     blink period, so `n_views` poses take n_views / blink_hz seconds), or a real rig looking at a
     monitor that shows `rig calibrate --show-pattern` while the board or rig is moved."""
@@ -190,7 +194,7 @@ def record_calibration(out_dir: Path, *, sim: bool, n_views: int = 40, seed: int
                          mirror=mirror, optics=optics,
                          exposure_us=None, rig_config=rig_config, show_status=show_status,
                          overwrite=overwrite, purpose="calibration")
-    summary = record_session(opts)
+    summary = record_session(opts, preview=preview)
     if summary.status not in ("complete", "interrupted"):
         raise RuntimeError(f"recording the calibration session failed: {summary.status}")
     return Path(out_dir)

@@ -64,7 +64,8 @@ def export_annotation(root: Path, out_dir: Path, *, split: str | None = None,
     if sequence and not jobs:
         raise FileNotFoundError(f"{root}: no sequence named {sequence!r}")
     total = sum((s["num_pairs"] + every - 1) // every for _, s in jobs)
-    bar = tqdm(total=total, unit="pair", desc="export-annotation", disable=not progress)
+    bar = tqdm(total=total, unit="pair", desc="export-annotation",
+               disable=None if progress else True)  # None: no bar off a terminal
     n = 0
     for d, s in jobs:
         folder = Path(out_dir) / s["name"]
@@ -115,7 +116,8 @@ def import_labels(root: Path, labels_dir: Path, *, ids: str = "label",
             raise LabelError(f"{files[unknown[0]]}: frame {unknown[0]} is not a pair of "
                              f"{s['name']} ({len(unknown)} such files)")
         labels = {row[fid]: read_label_png(p, shape, lut) for fid, p in
-                  tqdm(sorted(files.items()), desc=f"validate {s['name']}", disable=not progress)}
+                  tqdm(sorted(files.items()), desc=f"validate {s['name']}",
+                       disable=None if progress else True)}
         with edit_sequence(path) as f:
             has = f["pairs/has_label"][()]
             for i, lab in labels.items():

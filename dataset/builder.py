@@ -16,6 +16,7 @@ from typing import Any
 from calibration.io import CalibrationFileError, load_calibration
 from common.atomic import write_json_atomic
 from common.clierrors import describe, is_disk_full
+from common.progress import StageBar
 from common.workspace import show_path
 from dataset.build.options import BuildError, BuildOptions, SessionPlan
 from dataset.build.planning import plan, session_key
@@ -66,7 +67,11 @@ def build(split: str, sessions: list[Path], opts: BuildOptions,
                disable=None if opts.progress else True)  # None: no bar off a terminal
     if opts.workers <= 1 or len(todo) == 1:
         for p in todo:
-            _run_one(p, opts, entries, failed, log)
+            stages = StageBar(p.name, enabled=opts.progress)  # events (bytes), then pairs
+            try:
+                _run_one(p, opts, entries, failed, log, stages)
+            finally:
+                stages.close()
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=opts.workers) as pool:
@@ -142,9 +147,10 @@ def _split_of(plans: list[SessionPlan], name: str) -> str:
     return next(p.split for p in plans if p.name == name)
 
 
-def _run_one(p: SessionPlan, opts: BuildOptions, entries: list, failed: list, log) -> None:
+def _run_one(p: SessionPlan, opts: BuildOptions, entries: list, failed: list, log,
+             progress: Callable[[str, int, int], None] | None = None) -> None:
     try:
-        entries.append(build_sequence(p, opts))
+        entries.append(build_sequence(p, opts, progress=progress))
         _log_entry(entries[-1], log)
     except (BuildError, LabelError, OSError, ValueError) as err:
         _failed(p, err, failed, log)

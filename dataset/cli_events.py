@@ -1,4 +1,4 @@
-"""`rpea events`: inspect any common event file and convert it to DSEC HDF5.
+"""`rpea events`: inspect any common event file, convert it to DSEC HDF5, render it as a video.
 
 Formats (decided by the file's header, `rig.evt.files`): Prophesee RAW EVT 3.0 / 2.0 / 2.1,
 Prophesee DAT, jAER AEDAT 2.0, AEDAT 4 (optional decoder), DSEC HDF5.
@@ -22,8 +22,8 @@ _FORMAT_HELP = ("Format of a file whose header names none (headerless data also 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def events() -> None:
-    """Inspect and convert event files: Prophesee RAW (EVT 3.0, 2.0, 2.1) and DAT, jAER AEDAT 2.0,
-    AEDAT 4, DSEC HDF5. The format is read from the file's header, never guessed.
+    """Inspect, convert and render event files: Prophesee RAW (EVT 3.0, 2.0, 2.1) and DAT, jAER
+    AEDAT 2.0, AEDAT 4, DSEC HDF5. The format is read from the file's header, never guessed.
 
     \b
     Examples:
@@ -32,6 +32,7 @@ def events() -> None:
       rpea events info dvs128.aedat
       rpea events info dump.bin --format evt3 --width 1280 --height 720
       rpea events convert session/events.raw session/events.h5
+      rpea events render session/events.raw events.mp4 --fps 25
     """
 
 
@@ -204,3 +205,83 @@ def convert(file: Path, out: Path, evt_format: str | None, width: int | None, he
     click.echo(f"wrote {out}: {stats.events} events ({stats.format}), {stats.triggers} trigger "
                f"edges, {stats.width}x{stats.height}; {stats.reordered} events clamped to an earlier "
                f"chunk's last time; anomalies: {anomalies}")
+
+
+def _mp4(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A video path must end in .mp4 (so a slip never overwrites an .h5 or a .raw with a video)."""
+    if value is not None and value.suffix.lower() != ".mp4":
+        raise click.BadParameter(f"{str(value)!r}: the video is an MP4 file; name it <name>.mp4",
+                                 ctx, param)
+    return value
+
+
+@events.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path), callback=_mp4)
+@click.option("--fps", type=Number(float, min=0, min_open=True, max=10_000), default=25.0,
+              show_default=True, help="Frames per second of the video (Metavision's export: 25).")
+@click.option("--accumulation-ms", type=Number(float, min=0.001, max=10_000, unit="ms"), default=None,
+              help="Events shown per frame: those of the last MS milliseconds before the frame's "
+                   "time; longer than the frame period leaves trails [default: 1000/fps].")
+@click.option("--start-s", type=Number(float, min=0, unit="s"), default=0.0, show_default=True,
+              help="Start this many seconds after the file's first event.")
+@click.option("--duration-s", type=positive(float, unit="s"), default=None,
+              help="Render this many seconds (duration x fps frames) [default: to the last event].")
+@click.option("--scale", type=Number(float, min=0, min_open=True, max=16), default=1.0,
+              show_default=True, help="Resize the sensor picture (e.g. 4 for a 128x128 DVS).")
+@click.option("--format", "evt_format", type=click.Choice(FORMAT_CHOICES, case_sensitive=False),
+              default=None, help=_FORMAT_HELP)
+@click.option("--width", type=positive(int), default=None, help="Sensor width if the header has none.")
+@click.option("--height", type=positive(int), default=None, help="Sensor height if the header has none.")
+@click.option("--chunk-mb", type=CHUNK_MB, default=8.0, show_default=True,
+              help="Decode chunk size (memory stays bounded by it).")  # fmt: skip
+def render(file: Path, out: Path, fps: float, accumulation_ms: float | None, start_s: float,
+           duration_s: float | None, scale: float, evt_format: str | None, width: int | None,
+           height: int | None, chunk_mb: float) -> None:  # fmt: skip
+    """Render FILE into the MP4 video OUT, as Metavision's viewer exports a recording: one frame
+    every 1/fps seconds showing the events of the last accumulation time (ON blue, OFF orange, on
+    white).
+
+    Reads every format `events info` reads, in chunks (an hours-long file is never loaded whole).
+    Times count from the file's first event. A damaged file renders as far as it is valid and the
+    warning says where it broke. OUT appears only when the video is complete.
+
+    \b
+    Examples:
+      rpea events render session/events.raw events.mp4
+      rpea events render session/events.raw slow.mp4 --fps 250 --accumulation-ms 10 --duration-s 2
+      rpea events render dvs128.aedat blink.mp4 --scale 4 --accumulation-ms 100
+    """
+    from common.progress import progress_bar
+    from common.video import VideoError
+    from dataset.event_video import describe_anomalies, frame_count, render_event_video
+
+    total = frame_count(duration_s, fps) if duration_s is not None else None
+    try:
+        with progress_bar(desc="render", total=total, unit="frame") as bar:
+            res = render_event_video(
+                file, out, fps=fps, accumulation_us=None if accumulation_ms is None
+                else round(accumulation_ms * 1000), start_us=round(start_s * 1e6),
+                duration_us=None if duration_s is None else round(duration_s * 1e6), scale=scale,
+                evt_format=evt_format, width=width, height=height,
+                chunk_bytes=int(chunk_mb * (1 << 20)), progress=bar.update)
+    except (ValueError, OSError, VideoError) as e:
+        msg = str(e)
+        raise click.ClickException(msg if str(file) in msg or str(out) in msg else f"{file}: {msg}") from e
+    assert res.t_start_us is not None and res.t_end_us is not None and res.t_first_us is not None
+    t0 = (res.t_start_us - res.t_first_us) / 1e6
+    t1 = (res.t_end_us - res.t_first_us) / 1e6
+    size = f"{res.out_width}x{res.out_height}" + (f" (sensor {res.width}x{res.height})"
+                                                   if scale != 1.0 else "")
+    frames = f"{res.frames} frame{'s' if res.frames != 1 else ''}"
+    click.echo(f"wrote {out}: {frames} at {fps:g} fps, {size}, {t0:.3f} .. {t1:.3f} s "
+               f"after the first event (at {res.t_first_us} us), accumulation "
+               f"{res.accumulation_us / 1000:g} ms, {res.events_shown} events shown ({res.format})")
+    if res.ended_early:
+        click.echo(f"note: the events end before the {duration_s:g} s asked: {res.frames} of "
+                   f"{res.expected_frames} frames")
+    broken, quirks = describe_anomalies(res)
+    if broken:
+        click.echo(f"warning: {broken}; rendered as far as the data is valid", err=True)
+    if quirks:
+        click.echo(f"note: the decoder met {quirks} (rpea events info {file} lists them)")

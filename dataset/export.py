@@ -137,7 +137,8 @@ def export_cityscapes(root: str | os.PathLike[str], out: str | os.PathLike[str],
         return [i for i in range(seq.num_pairs) if include_unlabelled or seq.pairs["has_label"][i]]
 
     total = sum(len(wanted(s)) for ss in seqs.values() for s in ss)
-    bar = tqdm(total=total, unit="pair", desc="export cityscapes", disable=not progress)
+    bar = tqdm(total=total, unit="pair", desc="export cityscapes",
+               disable=None if progress else True)  # None: no bar off a terminal
     try:
         for split, sequences in seqs.items():
             counts = summary.splits[split] = SplitCounts()

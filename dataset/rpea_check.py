@@ -15,6 +15,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the Blosc filter)
 import numpy as np
 
+from common.progress import progress_bar
 from dataset.rpea_format import (
     BLOSC_FILTER_ID,
     COMPRESSED_DATASETS,
@@ -66,8 +67,10 @@ class _Collector:
         self.items.append(Problem("warning", self.where, msg))
 
 
-def check_root(root: str | Path, *, alignment: bool = True, checksums: bool = True) -> list[Problem]:
-    """Check `root` (a dataset folder with split subfolders) or a single split folder."""
+def check_root(root: str | Path, *, alignment: bool = True, checksums: bool = True,
+               progress: bool = False) -> list[Problem]:
+    """Check `root` (a dataset folder with split subfolders) or a single split folder;
+    `progress`: a bar over the sequences (on a terminal only)."""
     root = Path(root)
     if not root.is_dir():
         return [Problem("error", str(root), "not a folder")]
@@ -80,11 +83,12 @@ def check_root(root: str | Path, *, alignment: bool = True, checksums: bool = Tr
                         "(is this an `rpea build` output?)")]
     out: list[Problem] = []
     for split in splits:
-        out += check_split(split, alignment=alignment, checksums=checksums)
+        out += check_split(split, alignment=alignment, checksums=checksums, progress=progress)
     return out
 
 
-def check_split(split_dir: Path, *, alignment: bool = True, checksums: bool = True) -> list[Problem]:
+def check_split(split_dir: Path, *, alignment: bool = True, checksums: bool = True,
+                progress: bool = False) -> list[Problem]:
     c = _Collector(str(split_dir / "index.json"))
     try:
         index = json.loads((split_dir / "index.json").read_text())
@@ -99,7 +103,8 @@ def check_split(split_dir: Path, *, alignment: bool = True, checksums: bool = Tr
         c.warn(f"index says split {index.get('split')!r} but the folder is {split_dir.name!r}")
     listed = set()
     out = c.items
-    for s in seqs:
+    for s in progress_bar(seqs, desc=f"check {split_dir.name}", unit="seq", enabled=progress,
+                          leave=False):
         path = split_dir / str(s.get("file", ""))
         listed.add(path.name)
         if not path.is_file():

@@ -294,10 +294,15 @@ def write_sequence(path: Path, name: str, split: str, night: bool, seed: int,
 
 
 def write_dataset(root: str | Path, splits: dict[str, int], cfg: SynthConfig | None = None,
-                  seed: int = 0, night_fraction: float = 0.5, with_masks: bool = True) -> Path:
-    """Write `<root>/<split>/*.h5` + index.json; `splits` maps split name -> sequence count."""
+                  seed: int = 0, night_fraction: float = 0.5, with_masks: bool = True,
+                  progress: bool = False) -> Path:
+    """Write `<root>/<split>/*.h5` + index.json; `splits` maps split name -> sequence count.
+    `progress`: a bar over the sequences (on a terminal only)."""
+    from common.progress import progress_bar
+
     cfg = cfg or SynthConfig()
     root = Path(root)
+    bar = progress_bar(desc="synth", total=sum(splits.values()), unit="seq", enabled=progress)
     for s_idx, (split, n_seq) in enumerate(splits.items()):
         entries = []
         for j in range(n_seq):
@@ -305,5 +310,7 @@ def write_dataset(root: str | Path, splits: dict[str, int], cfg: SynthConfig | N
             name = f"{'night' if night else 'day'}_{j:04d}"
             entries.append(write_sequence(root / split / f"{name}.h5", name, split, night,
                                           seed * 1000 + s_idx * 100 + j, cfg, with_masks))
+            bar.update()
         write_index(root / split, entries)
+    bar.close()
     return root

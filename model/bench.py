@@ -68,14 +68,19 @@ class _nullctx:
 
 
 def bench(cfg: NetConfig, size: int = 512, runs: int = 20, warmup: int = 3,
-          device: str = "cpu", amp: bool = False, flops: bool = True) -> dict:
-    """Compare CACD (cfg), the same without HFCA/JBCD heads, and SegFormer (image only)."""
+          device: str = "cpu", amp: bool = False, flops: bool = True, progress: bool = False) -> dict:
+    """Compare CACD (cfg), the same without HFCA/JBCD heads, and SegFormer (image only).
+    `progress`: a bar over the FLOP counts and the timing rounds (on a terminal only)."""
+    from common.progress import progress_bar
+
     variants = {
         "CACD": cfg,
         "CACD without HFCA/JBCD": replace(cfg, hfca=False, jbcd=False),
         "SegFormer (RGB only)": replace(cfg, modalities="image", hfca=False, jbcd=False),
     }
     rows, nets = [], []
+    bar = progress_bar(desc="bench", total=len(variants) * 2 + runs, unit="step", enabled=progress,
+                       leave=False)
     for name, c in variants.items():
         torch.manual_seed(0)
         net = CACDNet(c).to(device).eval()
@@ -90,13 +95,17 @@ def bench(cfg: NetConfig, size: int = 512, runs: int = 20, warmup: int = 3,
             row["GMACs"] = round(f / 2e9, 2)
         rows.append(row)
         nets.append(net)
+        bar.update()
     # interleaved timing: each round times every variant once, so load drift hits all alike
     samples: list[list[float]] = [[] for _ in nets]
     for net in nets:
         latency_ms(net, size, runs=1, warmup=warmup, amp=amp)
+        bar.update()
     for _ in range(runs):
         for k, net in enumerate(nets):
             samples[k].append(latency_ms(net, size, runs=1, warmup=0, amp=amp))
+        bar.update()
+    bar.close()
     latency = [round(statistics.median(s), 2) for s in samples]
     for row, ms in zip(rows, latency, strict=True):
         row["latency_ms"] = ms

@@ -168,6 +168,16 @@ def _misalign_list(text: str) -> list[float]:
     return shifts
 
 
+def _check_out_folder(out: Path) -> None:
+    """--out must lie in a folder (or where one can be made): not below a file."""
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise click.UsageError(f"{out}: {folder} is a file, not a folder; give --out a path in "
+                               "a folder")
+
+
 @click.command("eval")
 @click.option("--checkpoint", default=None, type=click.Path(exists=True),
               help="Run folder (uses best, else last) or a .safetensors file [default: the "
@@ -178,25 +188,39 @@ def _misalign_list(text: str) -> list[float]:
 @click.option("--misalign", default="0", show_default=True,
               help="Comma list of event shifts in pixels (random directions), e.g. 0,1,2,4,8.")
 @click.option("--out", "out_json", default=None, type=click.Path(dir_okay=False),
-              help="Metrics JSON (default: <run>/eval_<split>.json).")
+              help="Metrics JSON (default: <run>/eval_<split>.json); the confusion matrix PNG "
+                   "goes beside it as <name>_confusion.png.")
 @click.option("--limit", type=positive(int), default=None, help="Evaluate only the first N pairs.")
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available).")
 def eval_cmd(checkpoint, data_dir, split, misalign, out_json, limit, device):
     """Evaluate a checkpoint: mIoU overall, per class, day/night, over/under-exposed regions.
+
+    Prints the per-class IoU table (overall / day / night / under / over), writes the metrics
+    JSON and, beside it, <name>_confusion.png: the row-normalised confusion matrix (table and
+    matrix of the first --misalign shift when it lists several).
 
     \b
     Examples:
       cacd eval                                     # the newest run on the workspace's data/
       cacd eval --checkpoint runs/compact --data data/
       cacd eval --checkpoint runs/compact/best.safetensors --data data/ --misalign 0,1,2,4,8
+      cacd eval --out results/eval.json             # + results/eval_confusion.png
     """
+    import numpy as np
+
+    from common.atomic import PendingFile, removed_on_failure
     from model.checkpoint import load_model, resolve_checkpoint
-    from model.evaluate import evaluate, write_json
+    from model.evaluate import evaluate, per_class_table, write_json
+    from model.figures import draw_confusion_png
 
     shifts = _misalign_list(misalign)
     ws = _workspace()
     checkpoint = _default_checkpoint(checkpoint, ws)
     data_dir = _default_data(data_dir, ws)
+    run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    out = Path(out_json) if out_json else run / f"eval_{split}.json"
+    png = out.with_name(f"{out.stem}_confusion.png")
+    _check_out_folder(out)  # before the evaluation, which takes a while
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     ckpt = resolve_checkpoint(checkpoint)
     net = load_model(ckpt, device)
@@ -207,6 +231,7 @@ def eval_cmd(checkpoint, data_dir, split, misalign, out_json, limit, device):
                        max_samples=limit)
         doc["checkpoint"] = str(ckpt)
         docs.append(doc)
+    click.echo(per_class_table(docs[0]))
     if len(docs) == 1:
         d = docs[0]
         click.echo(f"mIoU {d['mIoU']}")
@@ -220,43 +245,125 @@ def eval_cmd(checkpoint, data_dir, split, misalign, out_json, limit, device):
                        f"{d['night']['mIoU']}  {d['under']['mIoU']}  {d['over']['mIoU']}")
         click.echo(f"mIoU {docs[0]['mIoU']}")
         result = {"mIoU": docs[0]["mIoU"], "misalignment": docs}
-    run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-    out = Path(out_json) if out_json else run / f"eval_{split}.json"
-    write_json(result, out)
-    click.echo(f"wrote {out}")
+    first = docs[0]
+    with removed_on_failure(out, png):  # the PNG is published only once the JSON is written
+        pending = PendingFile(png, suffix=".png")
+        try:
+            shift = f", events shifted {first['misalign_px']:g} px" if first["misalign_px"] else ""
+            draw_confusion_png(np.asarray(first["confusion"]["pixels"]),
+                               first["confusion"]["classes"], pending.tmp_path,
+                               f"{split} split, {first['num_samples']} pairs{shift}")
+            write_json(result, out)
+            pending.publish()
+        finally:
+            pending.discard()
+    click.echo(f"wrote {out}, {png}")
+
+
+def _session_calibration(calib: str | None, ws: Workspace) -> Path:
+    """--calib, else the workspace's calib/calib.yaml (said on stderr); an error naming calib/
+    and the command that makes one when there is none."""
+    if calib is not None:
+        return Path(calib)
+    path = ws.calib_file
+    if not path.is_file():
+        raise click.ClickException(
+            f"no calibration at {ws.show(path)} ({ws.origin('calib')}) to align the session: run "
+            "rig calibrate --checkerboard first, or give --calib FILE")
+    click.echo(f"calibration: {ws.show(path)} ({ws.origin('calib')})", err=True)
+    return path
 
 
 @click.command("predict")
 @click.option("--checkpoint", default=None, type=click.Path(exists=True),
               help="Run folder or .safetensors file [default: the newest run under runs/].")
 @click.option("--data", "data_dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="RPEA dataset root [default: the workspace's data/].")
-@click.option("--split", default="val", show_default=True)
+              help="RPEA dataset root [default: the workspace's data/, unless --session].")
+@click.option("--split", default="val", show_default=True, help="The split of --data to draw.")
+@click.option("--session", "session_dir", default=None,
+              type=click.Path(exists=True, file_okay=False),
+              help="A recorded session (rig record) instead of --data: its pairs are made on the "
+                   "fly with the calibration; nothing is written to data/.")
+@click.option("--calib", "calib_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Calibration that aligns --session [default: the workspace's calib/calib.yaml].")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Folder for the PNGs [default: <run>/predictions].")
-@click.option("--limit", type=positive(int), default=20, show_default=True, help="Pairs to draw.")
-@click.option("--device", default=None)
-def predict_cmd(checkpoint, data_dir, split, out_dir, limit, device):
+              help="Folder for the PNGs [default: <run>/predictions, with --session "
+                   "<run>/predictions/<session>].")
+@click.option("--video", default=None, type=click.Path(dir_okay=False),
+              help="Also write the panels, in order, as one MP4 at the recording rate (divided "
+                   "by --every).")
+@click.option("--limit", type=positive(int), default=None,
+              help="Pairs to draw [default: 20 with --data, every pair with --session].")
+@click.option("--every", type=positive(int), default=1, show_default=True,
+              help="Draw every Nth pair only.")
+@click.option("--device", default=None, help="cpu | cuda (default: cuda if available).")
+def predict_cmd(checkpoint, data_dir, split, session_dir, calib_file, out_dir, video, limit, every,
+                device):
     """Draw prediction overlays: RGB | events | prediction over RGB | ground truth.
+
+    One PNG per pair (ground truth where the pair has labels: a built split, a simulated
+    session); --video adds one MP4 of the same panels. --session predicts on a recording
+    directly: the session is paired, aligned and windowed exactly as rpea build does it, in a
+    temporary folder removed afterwards.
 
     \b
     Examples:
       cacd predict                                  # the newest run, the workspace's data/
       cacd predict --checkpoint runs/compact --data data/ --out figs/ --limit 8
+      cacd predict --session recordings/session_20260101_120000 --video drive.mp4
+      cacd predict --session rec/night_01 --calib calib/calib.yaml --out figs/ --every 5
     """
     from common.atomic import removed_on_failure
     from model.checkpoint import load_model, resolve_checkpoint
-    from model.predict import predict_to_folder
+    from model.predict import predict_session_to_folder, predict_to_folder
 
+    ctx = click.get_current_context()
+    if session_dir is not None and data_dir is not None:
+        raise click.UsageError("--session and --data exclude each other: predict on a recorded "
+                               "session or on a built dataset")
+    if session_dir is None and calib_file is not None:
+        raise click.UsageError("--calib aligns a --session; a built dataset (--data) is aligned "
+                               "already")
+    if session_dir is not None and \
+            ctx.get_parameter_source("split") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--split chooses a split of --data; a --session has none")
+    if video is not None and Path(video).suffix.lower() != ".mp4":
+        raise click.BadParameter(f"{video!r}: the video is an MP4 file; name it <name>.mp4",
+                                 param_hint="--video")
+    for hint, value in (("--out", out_dir), ("--video", video)):  # found out before any work
+        below = next((p for p in Path(value or ".").parents if p.exists() and not p.is_dir()), None)
+        if below is not None:
+            raise click.BadParameter(f"{value!r}: {below} is a file, not a folder", param_hint=hint)
     ws = _workspace()
     checkpoint = _default_checkpoint(checkpoint, ws)
-    data_dir = _default_data(data_dir, ws)
-    if out_dir is None:
-        run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-        out_dir = str(run / "predictions")
+    session = None
+    if session_dir is not None:  # the session and its calibration are checked before the weights
+        from dataset.session_pairs import SessionPairs
+
+        session = SessionPairs(session_dir, _session_calibration(calib_file, ws))
+    else:
+        data_dir = _default_data(data_dir, ws)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = load_model(resolve_checkpoint(checkpoint), device)
     cfg = _sync_data_cfg(_run_config(Path(checkpoint)), net)
-    with removed_on_failure(out_dir):
-        paths = predict_to_folder(net, cfg, data_dir, split, out_dir, device, limit)
-    click.echo(json.dumps({"written": len(paths), "folder": str(out_dir)}))
+    run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    if session is None:
+        out_dir = out_dir or str(run / "predictions")
+        with removed_on_failure(out_dir, video):
+            paths = predict_to_folder(net, cfg, data_dir, split, out_dir, device,
+                                      20 if limit is None else limit, every, video)
+    else:
+        out_dir = out_dir or str(run / "predictions" / session.name)
+        with session:  # builds the pairs in a temporary folder, removed when done
+            sync = session.report.get("sync", {}).get("summary", "")
+            click.echo(f"session: {session.name}: {len(session)} pairs; {sync}", err=True)
+            if len(session) == 0:
+                raise click.ClickException(f"{session_dir}: no frame could be paired with a "
+                                           f"trigger ({sync}); nothing to predict")
+            with removed_on_failure(out_dir, video):
+                paths = predict_session_to_folder(net, cfg, session, out_dir, device, limit,
+                                                  every, video)
+    doc = {"written": len(paths), "folder": str(out_dir)}
+    if video is not None:
+        doc["video"] = str(video)
+    click.echo(json.dumps(doc))

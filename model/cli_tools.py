@@ -37,7 +37,7 @@ def bench_cmd(backbone, size, runs, warmup, event_channels, device, amp, no_flop
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = NetConfig(backbone=backbone, event_channels=event_channels, proj_dim=128)
-    doc = bench(cfg, size, runs, warmup, device, amp, flops=not no_flops)
+    doc = bench(cfg, size, runs, warmup, device, amp, flops=not no_flops, progress=True)
     if device.startswith("cuda"):
         doc["gpu"] = torch.cuda.get_device_name(0)
     else:
@@ -99,5 +99,5 @@ def synth_cmd(out_dir, n_train, n_val, pairs, height, width, seed, no_masks):
     cfg = SynthConfig(height=height, width=width, pairs_per_sequence=pairs)
     splits = {"train": n_train, "val": n_val} if n_val else {"train": n_train}
     with removed_on_failure(out_dir):
-        write_dataset(out_dir, splits, cfg, seed, with_masks=not no_masks)
+        write_dataset(out_dir, splits, cfg, seed, with_masks=not no_masks, progress=True)
     click.echo(json.dumps({"out": out_dir, "train": n_train * pairs, "val": n_val * pairs}))

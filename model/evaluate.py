@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -114,11 +115,45 @@ def evaluate(net, cfg: dict, root: str | Path, split: str = "val", misalign_px: 
             "mIoU": _f(m.miou()),
             "pixel_accuracy": _f(m.pixel_accuracy()),
             "pixels": int(m.mat.sum()),
-            "per_class": {CITYSCAPES_CLASSES[i] if k == 19 else str(i): _f(iou[i])
-                          for i in range(k) if not math.isnan(iou[i])},
+            "per_class": {class_names(k)[i]: _f(iou[i]) for i in range(k)
+                          if not math.isnan(iou[i])},
         }
     doc["mIoU"] = doc["overall"]["mIoU"]
+    # the overall confusion matrix, for the figure `cacd eval` draws (and to redraw it later)
+    doc["confusion"] = {"classes": list(class_names(k)), "rows": "truth",
+                        "columns": "prediction", "pixels": conf["overall"].mat.tolist()}
     return doc
+
+
+def class_names(k: int) -> tuple[str, ...]:
+    """Names of `k` classes: Cityscapes' 19, else their numbers."""
+    return CITYSCAPES_CLASSES if k == len(CITYSCAPES_CLASSES) else tuple(str(i) for i in range(k))
+
+
+#: The condition columns of the per-class table (`normal` stays in the JSON only).
+TABLE_CONDITIONS = ("overall", "day", "night", "under", "over")
+
+
+def per_class_table(doc: dict[str, Any]) -> str:
+    """The per-class IoU (%) of an `evaluate` document as a text table: one row per class, one
+    column per condition whose subset has labelled pixels, '-' where the class is absent (no
+    pixel in truth nor prediction); the last row is the mIoU. Numbers are the JSON's, rounded."""
+    conds = [c for c in TABLE_CONDITIONS if doc.get(c, {}).get("pixels", 0) > 0]
+    names = doc.get("confusion", {}).get("classes") or list(
+        dict.fromkeys(n for c in conds for n in doc[c]["per_class"]))
+    width = max([len("class")] + [len(n) for n in names])
+    head = f"{'class':<{width}}" + "".join(f"{c:>9}" for c in conds)
+    lines = [f"per-class IoU (%), {doc.get('split', '?')} split, {doc.get('num_samples', '?')} "
+             "pairs ('-': the class is in neither truth nor prediction)", head, "-" * len(head)]
+
+    def cell(x: float | None) -> str:
+        return f"{'-':>9}" if x is None else f"{x:>9.1f}"
+
+    for n in names:
+        lines.append(f"{n:<{width}}" + "".join(cell(doc[c]["per_class"].get(n)) for c in conds))
+    lines.append("-" * len(head))
+    lines.append(f"{'mIoU':<{width}}" + "".join(cell(doc[c]["mIoU"]) for c in conds))
+    return "\n".join(lines)
 
 
 def _f(x: float) -> float | None:
@@ -126,5 +161,14 @@ def _f(x: float) -> float | None:
 
 
 def write_json(doc: dict, path: str | Path) -> None:
-    """`doc` as indented JSON, published atomically (readers never see half a report)."""
-    write_text_atomic(path, json.dumps(doc, indent=1))
+    """`doc` as indented JSON, published atomically (readers never see half a report). Lists of
+    plain numbers (the confusion matrix' rows) stay on one line each."""
+    text = json.dumps(doc, indent=1)
+    text = _NUMBER_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m[1].split(",")) + "]",
+                            text)
+    write_text_atomic(path, text)
+
+
+#: a JSON list that holds numbers only (no strings, no nested lists), spread over lines by the
+#: indent (a line break after "[", which a JSON string never holds: string values stay as they are)
+_NUMBER_LIST = re.compile(r"\[\n\s*([-+0-9.eE]+(?:,\n\s*[-+0-9.eE]+)*)\n\s*\]")

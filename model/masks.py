@@ -100,7 +100,8 @@ def write_masks(root: str | Path, provider: str = "graph", enhance: str = "clahe
         for path in split_files(root, split):
             seq = RPEASequence(path)
             ids = np.zeros((seq.num_pairs, seq.height, seq.width), np.uint16)
-            for i in tqdm(range(seq.num_pairs), desc=path.name, disable=not progress):
+            for i in tqdm(range(seq.num_pairs), desc=path.name,
+                          disable=None if progress else True):
                 img = seq.image(i)
                 enhanced = enhancer(img, seq.representation(i))
                 m = fn(enhanced)

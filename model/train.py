@@ -136,7 +136,7 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
     use_hfca, use_jbcd = net.cfg.hfca, net.cfg.jbcd
     stop = False
     interrupt = threading.Event()  # Ctrl-C: stop after this step, checkpoint, say how to resume
-    bar = tqdm(total=total_steps, initial=state["global_step"], disable=not (main and progress),
+    bar = tqdm(total=total_steps, initial=state["global_step"], disable=None if (main and progress) else True,
                desc="train", dynamic_ncols=True,
                mininterval=0.1 if sys.stderr.isatty() else 30.0)  # a log file gets a line per 30 s
     with _sigint_stops(interrupt):

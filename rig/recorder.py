@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.atomic import removed_on_failure
 from rig.devices import (
@@ -53,6 +53,9 @@ from rig.session import (
     recorder_identity,
     utc_now_iso,
 )
+
+if TYPE_CHECKING:
+    from rig.preview.feed import PreviewFeed
 
 
 class RecordError(RuntimeError):
@@ -133,8 +136,9 @@ class FramePipeline:
     """Acquisition thread -> bounded queue -> writer thread."""
 
     def __init__(self, camera: FrameCamera, writer: FramesWriter, *, queue_frames: int = 64,
-                 grab_timeout_s: float = 0.2) -> None:
+                 grab_timeout_s: float = 0.2, preview: PreviewFeed | None = None) -> None:
         self.camera, self.writer = camera, writer
+        self.preview = preview  # gets each frame by reference (rig.preview.feed), never waits
         self.grab_timeout_s = grab_timeout_s
         self._queue: queue.Queue[Frame | None] = queue.Queue(maxsize=queue_frames)
         self._stop = threading.Event()
@@ -171,6 +175,8 @@ class FramePipeline:
                 skipped = self._ids.update(frame.frame_id)
                 if skipped:
                     self._count("frame_id_gaps", skipped)
+                if self.preview is not None:
+                    self.preview.publish_frame(frame)
                 try:
                     self._queue.put_nowait(frame)
                 except queue.Full:
@@ -312,8 +318,12 @@ class StatusLine:
 
 
 def record_session(opts: RecordOptions, *, stop_event: threading.Event | None = None,
-                   on_tick: Callable[[dict[str, Any]], None] | None = None) -> RecordSummary:
-    """Record one session into `opts.out_dir` and return its summary (also written to the manifest)."""
+                   on_tick: Callable[[dict[str, Any]], None] | None = None,
+                   preview: PreviewFeed | None = None) -> RecordSummary:
+    """Record one session into `opts.out_dir` and return its summary (also written to the manifest).
+
+    `preview`: a live preview's feed (rig.preview), given each frame, the event file and the
+    counters as they come."""
     out = Path(opts.out_dir)
     if not (opts.duration_s > 0 and math.isfinite(opts.duration_s)) or (
             opts.rate_hz is not None and not (opts.rate_hz > 0 and math.isfinite(opts.rate_hz))):
@@ -335,7 +345,7 @@ def record_session(opts: RecordOptions, *, stop_event: threading.Event | None = 
         # failed before the session began (devices, disk space): the new folder is taken back
         with removed_on_failure(out, keep=lambda folder: any(folder.rglob(MANIFEST))):
             out.mkdir(parents=True, exist_ok=True)
-            return _record(opts, out, devices, stop, on_tick)
+            return _record(opts, out, devices, stop, on_tick, preview)
     finally:
         devices.close()
 
@@ -350,8 +360,20 @@ def _drain_frames(pipeline: FramePipeline, pulses: int, timeout_s: float) -> Non
         time.sleep(0.02)
 
 
+def _publish_counts(preview: PreviewFeed, c: dict[str, int], pulses: int, rates: EventRates,
+                    rate_hz: float, duration_s: float) -> None:
+    """The recorder's counters as the preview page shows them (one dict swap, no waiting)."""
+    preview.publish_counts({
+        "pulses": pulses, "frames_received": c["received"], "frames_written": c["written"],
+        "drops_camera": c["frame_id_gaps"], "drops_queue": c["dropped_queue_full"],
+        "incomplete": c["incomplete"], "events": rates.events_total,
+        "event_rate_ev_s": rates.event_rate_ev_s, "trigger_events": rates.triggers_total,
+        "elapsed_s": pulses / rate_hz, "duration_s": duration_s})
+
+
 def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Event,
-            on_tick: Callable[[dict[str, Any]], None] | None) -> RecordSummary:
+            on_tick: Callable[[dict[str, Any]], None] | None,
+            preview: PreviewFeed | None = None) -> RecordSummary:
     ev, fr, tr = dev.event_camera, dev.frame_camera, dev.trigger
     for d in (ev, fr, tr):
         d.open()
@@ -400,7 +422,14 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
 
     writer = FramesWriter(out / FRAMES_H5, fr.width, fr.height, opts.pixel_format)
     triggers_csv = TriggersCsvWriter(out / TRIGGERS_CSV)
-    pipeline = FramePipeline(fr, writer, queue_frames=opts.queue_frames)
+    pipeline = FramePipeline(fr, writer, queue_frames=opts.queue_frames, preview=preview)
+    if preview is not None:
+        from rig.preview.feed import SessionInfo
+
+        preview.start_session(SessionInfo(out / EVENTS_RAW, (fr.width, fr.height), (ev.width, ev.height),
+                                          opts.pixel_format, tr_settings.rate_hz, fr_settings.exposure_us,
+                                          manifest.reflected_arm))
+        preview.set_phase("recording", str(out))
     status_line = StatusLine(opts.show_status)
     t0 = time.monotonic()
     status, detail = "complete", ""
@@ -427,6 +456,8 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
                         "wall_s": time.monotonic() - t0}
                 if on_tick is not None:
                     on_tick(tick)
+                if preview is not None:
+                    _publish_counts(preview, c, pulses_emitted, rates, tr_settings.rate_hz, opts.duration_s)
                 status_line.update(
                     f"rec {pulses_emitted / tr_settings.rate_hz:6.1f}/{opts.duration_s:.0f} s | "
                     f"events {rates.event_rate_ev_s / 1e6:5.2f} Mev/s | frames {c['received']} | "
@@ -492,6 +523,9 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
             events=rates.events_total, bytes_events=rates.bytes_written)
         manifest.status, manifest.status_detail = status, detail
         manifest.stopped_utc, manifest.counts = utc_now_iso(), counts
+        if preview is not None:
+            _publish_counts(preview, c, pulses_emitted, rates, tr_settings.rate_hz, opts.duration_s)
+            preview.set_phase(f"recording {status}", detail)
         try:
             manifest.save(out)
         except OSError as exc:

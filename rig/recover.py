@@ -262,13 +262,19 @@ def _recover_events(folder: Path, report: RecoveryReport, channel: int | None) -
         if not report.dry_run:
             os.truncate(path, end)
             reader = RawReader(path)
+    from common.progress import progress_bar
+
     events = edges = 0
+    bar = progress_bar(desc=f"reading {EVENTS_RAW}", total=reader.progress_total(), unit="B",
+                       unit_scale=True, leave=False)
     for ev, tr in reader:
+        bar.update(min(reader.chunk_bytes, bar.total - bar.n))
         events += len(ev)
         rising = tr["value"] == 1
         if channel is not None:
             rising &= tr["id"] == channel
         edges += int(np.count_nonzero(rising))
+    bar.close()
     report.events, report.trigger_edges = events, edges
     report.event_bytes = end
     report.event_anomalies = dict(reader.stats.anomalies)

@@ -78,7 +78,8 @@ def test_cli_train_eval_predict(data, tmp_path):
     assert len(pngs) == 2
     import cv2
 
-    assert cv2.imread(str(pngs[0])).shape == (48, 4 * 64, 3)
+    # 4 captioned tiles (RGB | events | prediction | ground truth), a 22-row caption, 4-px gaps
+    assert cv2.imread(str(pngs[0])).shape == (22 + 48, 4 * 64 + 3 * 4, 3)
 
 
 def test_cli_rejects_unknown_config_key(data, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -101,7 +102,8 @@ def check(sim: bool | None, rig_config: Path | None, pulses: int | None, rate_hz
     opts = CheckOptions(out_dir=folder, sim=sim, rig_config=rig_config, pulses=pulses, rate_hz=rate_hz,
                         trigger_port=trigger_port, seed=seed,
                         sim_faults={"drop_frames": drop_frames} if drop_frames else {},
-                        disk_bytes=QUICK_DISK_BYTES if quick else DISK_TEST_BYTES, keep=keep)
+                        disk_bytes=QUICK_DISK_BYTES if quick else DISK_TEST_BYTES, keep=keep,
+                        show_status=sys.stderr.isatty())  # the burst's live line, on a terminal
     try:
         result = run_check(opts)
     except (RecordError, BackendUnavailable) as exc:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,7 +12,15 @@ from common.clierrors import Number, positive, pulse_indices
 from rig.geometry import MIRROR_CHOICES
 from rig.recorder import RecordError, RecordOptions, calibration_duration_s, record_session
 
+if TYPE_CHECKING:
+    from common.workspace import Workspace
+    from rig.preview import PreviewAlignment, PreviewFeed, PreviewServer
+
 SCENARIOS = ["day", "night", "overexposed", "motion_blur", "checkerboard"]
+#: What turns a calib.yaml into the preview's look-up tables: calibration's, named by string
+#: and imported only when a preview uses a calibration, so rig never imports calibration (as
+#: the rig group names `rig calibrate`; docs/architecture.md).
+ALIGNMENT_LOADER = "calibration.preview:load_alignment"
 
 
 @click.command("record")
@@ -58,6 +68,17 @@ SCENARIOS = ["day", "night", "overexposed", "motion_blur", "checkerboard"]
 @click.option("--incomplete-frames", default=None, callback=pulse_indices,
               help="(sim) comma-separated pulse indices delivered incomplete.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing session in --out.")
+@click.option("--preview", is_flag=True,
+              help="Serve a live page while recording: the frame with the events drawn over it, "
+                   "event rate, histogram, counters (docs/hardware.md, \"Live preview\").")
+@click.option("--preview-port", type=Number(int, min=0, max=65535), default=None,
+              help="(--preview) TCP port of the page [default: 8765; 0: any free port].")
+@click.option("--preview-host", default=None,
+              help="(--preview) address the page listens on [default: 127.0.0.1, this machine "
+                   "only; another address shows the rig to everyone who can reach it].")
+@click.option("--calib", "calib_path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="(--preview) calib.yaml (or its folder) that puts the events on the frame "
+                   "[default: the workspace's calib/calib.yaml when there; none: side by side].")
 @click.option("--quiet", is_flag=True, help="No live status line.")
 def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_views: int,
            rate_hz: float | None, exposure_us: float | None,
@@ -66,7 +87,9 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
            trigger_port: str | None,
            event_backend: str | None, frame_backend: str | None, rig_config: Path | None,
            drop_frames: list[int] | None,
-           incomplete_frames: list[int] | None, overwrite: bool, quiet: bool) -> None:
+           incomplete_frames: list[int] | None, overwrite: bool, preview: bool,
+           preview_port: int | None, preview_host: str | None, calib_path: Path | None,
+           quiet: bool) -> None:
     """Record a synchronised event + frame session into a session folder.
 
     Sessions go to the workspace's recordings/ folder (docs/workspace.md), where `rig
@@ -79,6 +102,8 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
       rig record --sim --duration 10 --out S --scenario night --seed 3
       rig record --hardware --rig-config rig.yaml --duration 120 --out drive01
       rig record --sim --trigger socket://127.0.0.1:5678   # emulated firmware as the trigger
+      rig record --preview                          # and watch http://127.0.0.1:8765/
+      rig record --hardware --preview --preview-port 8800 --calib calib/calib.yaml
 
     Ctrl-C stops the recording early; the session keeps everything received and is marked
     'interrupted'. A camera, trigger or disk that gives out ends it as 'failed' (exit 1), and
@@ -87,6 +112,12 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
     from common.workspace import WorkspaceError, load_workspace, new_folder_name
     from rig.rigconfig import RIG_CONFIG_FILE, RigConfigError, choose_rig, load_rig_config
 
+    if not preview:
+        for name, value in (("--preview-port", preview_port), ("--preview-host", preview_host),
+                            ("--calib", calib_path)):
+            if value is not None:
+                raise click.UsageError(f"{name}: only with --preview (the live page); add --preview "
+                                       f"or leave {name} out")
     if sim and rig_config is not None:
         raise click.UsageError(f"--rig-config {rig_config}: the simulated rig (--sim) reads no rig "
                                "config; leave --rig-config out, or record on the hardware with "
@@ -141,8 +172,9 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
         sim_faults=faults,
         trigger_port=trigger_port, event_backend=event_backend, frame_backend=frame_backend,
         rig_config=rig_config, show_status=not quiet, overwrite=overwrite)
+    feed, server = _open_preview(ws, calib_path, preview_host, preview_port) if preview else (None, None)
     try:
-        summary = record_session(opts)
+        summary = record_session(opts, preview=feed)
     except RecordError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # a backend's own error class: one clear line
@@ -151,6 +183,9 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
         if isinstance(exc, BackendUnavailable):
             raise click.ClickException(str(exc)) from None
         raise
+    finally:
+        if server is not None:
+            server.close()
     click.echo(summary.format())
     if summary.status == "failed":  # a device or the disk gave out: what arrived is kept
         raise click.ClickException(
@@ -158,3 +193,53 @@ def record(duration_s: float | None, out_dir: Path | None, calibration: bool, n_
             f"(`rig session recover {summary.out_dir}` checks it and makes it buildable)")
     if summary.status == "interrupted":
         raise SystemExit(130)
+
+
+def _open_preview(ws: Workspace, calib_path: Path | None, host: str | None, port: int | None
+                  ) -> tuple[PreviewFeed, PreviewServer]:
+    """The live page, listening before the recording starts (a busy port is an error, with
+    nothing recorded), with the events on the calibration's aligned grid when there is one."""
+    from rig.preview import (
+        DEFAULT_HOST,
+        DEFAULT_PORT,
+        OverlayRenderer,
+        PreviewError,
+        PreviewFeed,
+        PreviewServer,
+    )
+
+    alignment = None
+    calib_file = calib_path
+    if calib_file is None and ws.calib_file.is_file():
+        calib_file = ws.calib_file
+    if calib_file is not None:
+        try:
+            alignment = load_preview_alignment(calib_file)
+        except ValueError as exc:  # calibration.io.CalibrationFileError: `file: problem; what to do`
+            if calib_path is not None:
+                raise click.ClickException(str(exc)) from None
+            click.echo(f"note: preview: side by side, the workspace's calibration is unreadable ({exc})",
+                       err=True)
+    feed = PreviewFeed()
+    try:
+        server = PreviewServer(feed, OverlayRenderer(alignment), host=host or DEFAULT_HOST,
+                               port=DEFAULT_PORT if port is None else port, title="rig record")
+    except PreviewError as exc:
+        raise click.ClickException(str(exc)) from None
+    server.start()
+    how = f"events on the aligned grid of {ws.show(calib_file)}" if alignment is not None and calib_file \
+        else "frame and events side by side: no calibration"
+    click.echo(f"preview: {server.url} ({how})", err=True)
+    if server.host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"note: the preview listens on {server.host}: everyone who can reach this machine "
+                   "can watch the rig", err=True)
+    return feed, server
+
+
+def load_preview_alignment(calib_file: Path) -> PreviewAlignment:
+    """calib.yaml -> the preview's look-up tables, by calibration's own loader (ALIGNMENT_LOADER);
+    a broken file raises ValueError (`file: problem; what to do`)."""
+    module_name, _, attr = ALIGNMENT_LOADER.partition(":")
+    loader = getattr(importlib.import_module(module_name), attr)
+    alignment: PreviewAlignment = loader(calib_file)
+    return alignment

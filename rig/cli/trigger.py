@@ -170,7 +170,8 @@ def test(port: str | None, timeout_s: float, rate_hz: float, width_us: int, seco
         time.sleep(min(0.2, seconds / 10))
         first, t0 = trig.status(), time.monotonic()
         reports = []
-        with tqdm(total=round(seconds, 1), unit="s", desc="pulsing", leave=False) as bar:
+        with tqdm(total=round(seconds, 1), unit="s", desc="pulsing", leave=False,
+                  disable=None) as bar:  # disable=None: no bar off a terminal
             while (elapsed := time.monotonic() - t0) < seconds:
                 reports += trig.read_pulses(timeout_s=min(0.25, seconds - elapsed))
                 if (done := round(min(elapsed, seconds), 1)) != bar.n:
