@@ -290,6 +290,11 @@ class RPEADataset(_DatasetBase):
 
     Each sample: `image` uint8 (3, h, w), `events` float32 (C, h, w), `label` int64 (h, w) with
     255 = ignore, `masks` int64 (h, w) when the file has masks, `is_night` int, `index` int.
+    `short_side` works at a lower resolution: every pair is shrunk (never enlarged) so that its
+    shorter side has that many pixels (image and events by area, labels and masks by nearest), so
+    a crop sees as much of the scene on a full-size recording as on a small one; with
+    `full_label` the label stays at the grid's resolution (evaluation: the metric is counted on
+    the original pixels, the logits are upsampled to them).
     `crop_hw` takes a random crop (padded with ignore where the image is smaller), `hflip` a
     random horizontal flip, both shared by every array. `misalign_px` shifts the events by that
     many pixels in a random direction (fixed per sample and seed: Table 4 of the paper).
@@ -317,6 +322,8 @@ class RPEADataset(_DatasetBase):
         seed: int = 0,
         with_masks: bool = True,
         compact: bool = False,
+        short_side: int | None = None,
+        full_label: bool = False,
     ) -> None:
         if representation not in ("frame", "voxel"):
             raise ValueError(f"unknown event representation {representation!r}")
@@ -325,6 +332,7 @@ class RPEADataset(_DatasetBase):
         self.crop_hw, self.hflip = crop_hw, hflip
         self.misalign_px, self.transform, self.seed = misalign_px, transform, seed
         self.with_masks, self.compact = with_masks, compact
+        self.short_side, self.full_label = short_side, full_label
         self.epoch = 0
         self.items: list[tuple[int, int]] = []
         for s, seq in enumerate(self.sequences):
@@ -352,13 +360,23 @@ class RPEADataset(_DatasetBase):
         return (int(round(self.misalign_px * math.cos(angle))),
                 int(round(self.misalign_px * math.sin(angle))))
 
-    def crop_and_flip(self, idx: int) -> tuple[tuple[int, int, int, int], bool]:
-        """The sample's window (y0, x0, h, w) on the grid (it may reach past the grid, which is
-        then padded) and whether it is mirrored; deterministic per (seed, epoch, index)."""
-        s, _ = self.items[idx]
+    def scale_of(self, s: int) -> float:
+        """Working resolution / grid resolution of sequence s (1: the grid itself)."""
         seq = self.sequences[s]
+        return working_scale(seq.height, seq.width, self.short_side)
+
+    def working_size(self, s: int) -> tuple[int, int]:
+        """(h, w) of sequence s's pairs at the working resolution."""
+        seq, k = self.sequences[s], self.scale_of(s)
+        return max(1, round(seq.height * k)), max(1, round(seq.width * k))
+
+    def crop_and_flip(self, idx: int) -> tuple[tuple[int, int, int, int], bool]:
+        """The sample's window (y0, x0, h, w) at the working resolution (it may reach past the
+        picture, which is then padded) and whether it is mirrored; deterministic per (seed,
+        epoch, index)."""
+        s, _ = self.items[idx]
         rng = np.random.default_rng([self.seed, self.epoch, idx])
-        h, w = seq.height, seq.width
+        h, w = self.working_size(s)
         if self.crop_hw is not None:
             ch, cw = int(self.crop_hw[0]), int(self.crop_hw[1])
             y0 = int(rng.integers(0, max(h, ch) - ch + 1))
@@ -373,16 +391,30 @@ class RPEADataset(_DatasetBase):
         s, i = self.items[idx]
         seq = self.sequences[s]
         (y0, x0, ch, cw), flip = self.crop_and_flip(idx)
-        image = crop_window(seq.image(i), 0, y0, x0, ch, cw, _PAD["image"], flip)
-        label = crop_window(seq.label(i), 0, y0, x0, ch, cw, _PAD["label"], flip)
+        k = self.scale_of(s)
+        if k < 1.0:  # the window on the grid, shrunk to (ch, cw) below
+            full = (int(y0 / k), int(x0 / k), max(1, round(ch / k)), max(1, round(cw / k)))
+        else:
+            full = (y0, x0, ch, cw)
+        image = crop_window(seq.image(i), 0, *full, _PAD["image"], flip)
+        label_full = seq.label(i)
+        label = crop_window(label_full, 0, *full, _PAD["label"], flip)
         events = seq.representation_window(i, self.representation, self.bins,
-                                           self.shift_for(idx), (y0, x0, ch, cw), flip)
+                                           self.shift_for(idx), full, flip)
+        masks = seq.masks(i) if self.with_masks else None
+        if masks is not None:
+            masks = crop_window(masks, 0, *full, _PAD["masks"], flip)
+        if k < 1.0:
+            image = cv2.resize(image, (cw, ch), interpolation=cv2.INTER_AREA)
+            events = shrink_channels(events, ch, cw)
+            if not self.full_label:
+                label = cv2.resize(label, (cw, ch), interpolation=cv2.INTER_NEAREST)
+            if masks is not None:
+                masks = cv2.resize(masks, (cw, ch), interpolation=cv2.INTER_NEAREST)
         arrays: dict[str, Any] = {"image": image,
                                   "label": label if self.compact else label.astype(np.int64),
                                   "events": events}
-        masks = seq.masks(i) if self.with_masks else None
         if masks is not None:
-            masks = crop_window(masks, 0, y0, x0, ch, cw, _PAD["masks"], flip)
             arrays["masks"] = masks if self.compact else masks.astype(np.int64)
         arrays["is_night"] = int(seq.is_night(i))
         arrays["index"] = idx
@@ -402,6 +434,36 @@ class RPEADataset(_DatasetBase):
             else:
                 out[k] = v
         return out
+
+
+def working_scale(height: int, width: int, short_side: int | None) -> float:
+    """Working resolution / grid resolution for a grid of `height` x `width`: the shorter side
+    brought to `short_side`, never enlarged (1 without a short side)."""
+    if not short_side:
+        return 1.0
+    return min(1.0, float(short_side) / min(height, width))
+
+
+def to_working_resolution(image: np.ndarray, events: np.ndarray, short_side: int | None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """A whole pair (image (H, W, 3) uint8, events (C, H, W) float32) as `RPEADataset` with
+    `short_side` serves it: shrunk by area, unchanged when the grid is already that small."""
+    h, w = image.shape[:2]
+    k = working_scale(h, w, short_side)
+    if k >= 1.0:
+        return image, events
+    hh, ww = max(1, round(h * k)), max(1, round(w * k))
+    return (cv2.resize(image, (ww, hh), interpolation=cv2.INTER_AREA),
+            shrink_channels(events, hh, ww))
+
+
+def shrink_channels(rep: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A (C, H, W) float32 representation shrunk to (C, h, w) by area: each output pixel holds
+    the mean of the grid pixels it covers."""
+    out = np.empty((rep.shape[0], h, w), np.float32)
+    for c in range(rep.shape[0]):
+        out[c] = cv2.resize(rep[c], (w, h), interpolation=cv2.INTER_AREA)
+    return out
 
 
 def widen_batch(batch: dict[str, Any]) -> dict[str, Any]:

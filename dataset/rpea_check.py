@@ -144,6 +144,7 @@ def check_sequence(path: Path, *, alignment: bool = True, expect_split: str | No
         _check_labels(f, c, n)
         if alignment and n:
             _check_alignment(f, c)
+            _check_label_alignment(f, c)
     return c.items, (n, labelled)
 
 
@@ -380,3 +381,39 @@ def _check_alignment(f: h5py.File, c: _Collector, max_pairs: int = 6) -> None:
     if np.any(np.abs(med) > 2):
         c.error(f"events and images look misaligned: event counts best match the image gradient "
                 f"at a shift of ({med[0]:+.0f}, {med[1]:+.0f}) px over {len(offsets)} pairs")
+
+
+def label_boundaries(label: np.ndarray) -> np.ndarray:
+    """1 where a pixel's label differs from its right or lower neighbour (ignore counts as a
+    class: an unlabelled region's edge is an edge of the picture too)."""
+    lab = label.astype(np.int32)
+    b = np.zeros(lab.shape, np.float32)
+    b[:, :-1] += lab[:, 1:] != lab[:, :-1]
+    b[:-1, :] += lab[1:, :] != lab[:-1, :]
+    return np.minimum(b, 1.0)
+
+
+def _check_label_alignment(f: h5py.File, c: _Collector, max_pairs: int = 6) -> None:
+    """Labels must sit on the image: the shift of the label boundaries that best matches the
+    image gradient is (0, 0) on a well-built file (a label remapped with another geometry than
+    its image, or flipped, shows up here before it costs a training run)."""
+    if "labels" not in f or "pairs/has_label" not in f:
+        return
+    labelled = np.flatnonzero(f["pairs/has_label"][()])
+    if labelled.size == 0:
+        return
+    picks = labelled[np.linspace(0, labelled.size - 1, min(max_pairs, labelled.size)).astype(int)]
+    offsets = []
+    for i in sorted(set(int(k) for k in picks)):
+        edges = label_boundaries(f["labels"][i])
+        if edges.mean() < 1e-3:  # one class everywhere: nothing to match
+            continue
+        dx, dy, prom = alignment_offset(f["images"][i], edges, radius=4)
+        if prom > 1.5:
+            offsets.append((dx, dy))
+    if len(offsets) < 2:
+        return
+    med = np.median(np.array(offsets), axis=0)
+    if np.any(np.abs(med) > 1):
+        c.error(f"labels and images look misaligned: label boundaries best match the image "
+                f"gradient at a shift of ({med[0]:+.0f}, {med[1]:+.0f}) px over {len(offsets)} pairs")

@@ -45,6 +45,13 @@ EVENT_CHUNK = 1 << 15
 IMAGES, LABELS, MASKS = "images", "labels", "masks"
 EVENTS, PAIRS, CALIB, BUILD = "events", "pairs", "calib", "build"
 IMAGE_DTYPE, LABEL_DTYPE, MASK_DTYPE = np.uint8, np.uint8, np.uint16
+#: Attribute of `masks` that says where its instance ids came from: `oracle` = ground truth (the
+#: simulator's instances, which the builder and the synthetic generator store; a real recording
+#: has none), `graph` / `sam` = computed from the images by `cacd masks`. Files written before
+#: the attribute existed have none (source unknown).
+MASK_SOURCE_ATTR = "source"
+ORACLE_MASKS = "oracle"
+MASK_SOURCES = (ORACLE_MASKS, "graph", "sam")
 
 #: Per-pair datasets under `pairs/` and their dtypes.
 PAIR_FIELDS: dict[str, type] = {
@@ -213,11 +220,14 @@ class SequenceWriter:
                          for ta in np.asarray(t_abs_us, np.int64)], np.int64)
 
     # -- pairs --------------------------------------------------------------------------------
-    def create_pairs(self, n: int, with_masks: bool = False
+    def create_pairs(self, n: int, with_masks: bool = False, mask_source: str = ORACLE_MASKS
                      ) -> tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset | None]:
-        """The `images`, `labels` (and `masks`) datasets of n pairs, to be filled by row."""
+        """The `images`, `labels` (and `masks`) datasets of n pairs, to be filled by row.
+        Masks written with the pairs are ground-truth instances (`mask_source` oracle) unless
+        the caller says otherwise."""
         self.num_pairs = int(n)
-        images, labels, masks = create_pair_datasets(self.h5, n, self.height, self.width, with_masks)
+        images, labels, masks = create_pair_datasets(self.h5, n, self.height, self.width, with_masks,
+                                                     mask_source)
         self.images, self.labels, self.masks = images, labels, masks
         return images, labels, masks
 
@@ -300,23 +310,41 @@ class SequenceWriter:
             self.abort()
 
 
-def create_pair_datasets(h5: h5py.File, n: int, height: int, width: int, with_masks: bool
+def create_pair_datasets(h5: h5py.File, n: int, height: int, width: int, with_masks: bool,
+                         mask_source: str = ORACLE_MASKS
                          ) -> tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset | None]:
-    """`images`, `labels` (fill 255) and optionally `masks`: one compressed chunk per pair."""
+    """`images`, `labels` (fill 255) and optionally `masks` (ground truth unless `mask_source`
+    says otherwise): one compressed chunk per pair."""
     h, w = int(height), int(width)
     images = h5.create_dataset(IMAGES, shape=(n, h, w, 3), maxshape=(None, h, w, 3),
                                dtype=IMAGE_DTYPE, chunks=(1, h, w, 3), **compression())
     labels = h5.create_dataset(LABELS, shape=(n, h, w), maxshape=(None, h, w), dtype=LABEL_DTYPE,
                                chunks=(1, h, w), fillvalue=IGNORE, **compression())
-    masks = create_masks_dataset(h5, n, h, w) if with_masks else None
+    masks = create_masks_dataset(h5, n, h, w, mask_source) if with_masks else None
     return images, labels, masks
 
 
-def create_masks_dataset(h5: h5py.File, n: int, height: int, width: int) -> h5py.Dataset:
-    """The `masks` dataset (instance ids, 0 = none): one compressed chunk per pair."""
+def create_masks_dataset(h5: h5py.File, n: int, height: int, width: int,
+                         source: str | None) -> h5py.Dataset:
+    """The `masks` dataset (instance ids, 0 = none): one compressed chunk per pair, its
+    `source` attribute set (one of MASK_SOURCES; None: not recorded)."""
+    if source is not None and source not in MASK_SOURCES:
+        raise ValueError(f"mask source {source!r}: expected {' | '.join(MASK_SOURCES)}")
     h, w = int(height), int(width)
-    return h5.create_dataset(MASKS, shape=(n, h, w), maxshape=(None, h, w), dtype=MASK_DTYPE,
-                             chunks=(1, h, w), **compression())
+    ds = h5.create_dataset(MASKS, shape=(n, h, w), maxshape=(None, h, w), dtype=MASK_DTYPE,
+                           chunks=(1, h, w), **compression())
+    if source is not None:
+        ds.attrs[MASK_SOURCE_ATTR] = source
+    return ds
+
+
+def mask_source_of(f: h5py.File) -> str | None:
+    """Where the file's `masks` came from (MASK_SOURCES), "" when it records none (written
+    before the attribute existed), None when the file has no masks."""
+    if MASKS not in f:
+        return None
+    value = f[MASKS].attrs.get(MASK_SOURCE_ATTR, "")
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # -- changing a published file -----------------------------------------------------------------
@@ -332,9 +360,11 @@ def edit_sequence(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
             yield f
 
 
-def replace_masks(path: str | os.PathLike[str], masks: np.ndarray) -> str:
-    """Store `masks` (N, H, W) as the `masks` dataset of a sequence file (replacing any), with
-    the layout `SequenceWriter` gives it; returns the new file's sha256."""
+def replace_masks(path: str | os.PathLike[str], masks: np.ndarray, source: str | None = None,
+                  attrs: dict[str, str] | None = None) -> str:
+    """Store `masks` (N, H, W) as the `masks` dataset of a sequence file (replacing any, oracle
+    masks included), with the layout `SequenceWriter` gives it and `source` (MASK_SOURCES; None:
+    not recorded) plus any other `attrs` as its attributes; returns the new file's sha256."""
     masks = np.asarray(masks)
     with edit_sequence(path) as f:
         n, h, w = f[IMAGES].shape[:3]
@@ -342,7 +372,10 @@ def replace_masks(path: str | os.PathLike[str], masks: np.ndarray) -> str:
             raise ValueError(f"{path}: masks {masks.shape} do not match the images {(n, h, w)}")
         if MASKS in f:
             del f[MASKS]
-        create_masks_dataset(f, n, h, w)[...] = masks
+        ds = create_masks_dataset(f, n, h, w, source)
+        ds[...] = masks
+        for k, v in (attrs or {}).items():
+            ds.attrs[k] = v
     return sha256_file(path)
 
 

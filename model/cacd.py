@@ -3,8 +3,11 @@ training-only HFCA/JBCD heads (paper section 4).
 
 `CACDNet.forward(image, events)` runs what inference needs (encoders + fusion + decoder) and
 returns logits at 1/4 resolution. `CACDNet.aux(feats_img, feats_evt)` runs the training-only
-projection heads P_img/P_evt (HFCA, also the common space of the JBCD boundary loss) and the
-class-channel content heads (JBCD); `forward(..., with_aux=True)` returns both.
+heads; `forward(..., with_aux=True)` returns both. With HFCA: the projection heads P_img/P_evt
+(eq. 1; also the common space of the JBCD boundary loss). With JBCD: class-channel content heads
+(eq. 7), on the projected maps with HFCA, else on the stage features; "JBCD without HFCA" has no
+projection at all: its boundary loss compares the stage features directly (`direct_features`),
+as the paper's Table 2 row "transfers knowledge directly".
 With `modalities="image"` or `"event"` the network is a plain single-stream SegFormer.
 """
 
@@ -31,8 +34,8 @@ class NetConfig:
     num_classes: int = 19
     event_channels: int = 3
     modalities: str = "both"  # "both" | "image" | "event"
-    hfca: bool = True
-    jbcd: bool = True
+    hfca: bool = True  # projection heads P_img/P_evt (eq. 1)
+    jbcd: bool = True  # class-channel content heads (eq. 7)
     proj_dim: int = 128
     decoder_dim: int | None = None  # None: SegFormer's choice for the backbone (256 / 768)
     drop_path_rate: float = 0.1
@@ -131,6 +134,15 @@ class MultiScaleProjection(nn.Module):
         return out
 
 
+def direct_features(feats: list[torch.Tensor]) -> torch.Tensor:
+    """The four stage features bilinearly upsampled to the first stage's (1/4) grid and
+    concatenated: (B, sum of stage widths, H/4, W/4). What P_img/P_evt map linearly; "JBCD
+    without HFCA" aligns these maps themselves (no learned parameters)."""
+    size = feats[0].shape[2:]
+    return torch.cat([feats[0]] + [F.interpolate(f, size=size, mode="bilinear",
+                                                 align_corners=False) for f in feats[1:]], 1)
+
+
 class CACDNet(nn.Module):
     """Two-stream CACD (or a single-stream SegFormer, see module doc)."""
 
@@ -153,18 +165,25 @@ class CACDNet(nn.Module):
                 for d, h, s in zip(dims, spec.num_heads, spec.sr_ratios, strict=True))
         self.decode_head = SegFormerHead(dims, cfg.decoder_dim or spec.decoder_dim,
                                          cfg.num_classes)
-        if two and (cfg.hfca or cfg.jbcd):
+        if two and cfg.hfca:
             self.proj_img = MultiScaleProjection(dims, cfg.proj_dim)
             self.proj_evt = MultiScaleProjection(dims, cfg.proj_dim)
         if two and cfg.jbcd:
-            self.content_img = nn.Conv2d(cfg.proj_dim, cfg.num_classes, 1)
-            self.content_evt = nn.Conv2d(cfg.proj_dim, cfg.num_classes, 1)
+            self.content_img: nn.Module
+            self.content_evt: nn.Module
+            if cfg.hfca:  # a 1x1 class read-out of the common space
+                self.content_img = nn.Conv2d(cfg.proj_dim, cfg.num_classes, 1)
+                self.content_evt = nn.Conv2d(cfg.proj_dim, cfg.num_classes, 1)
+            else:  # no common space: a linear class read-out of the stage features
+                self.content_img = MultiScaleProjection(dims, cfg.num_classes)
+                self.content_evt = MultiScaleProjection(dims, cfg.num_classes)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
 
     @property
     def has_aux(self) -> bool:
-        return hasattr(self, "proj_img")
+        """Whether the network has training-only heads (HFCA and/or JBCD on two streams)."""
+        return hasattr(self, "proj_img") or hasattr(self, "content_img")
 
     def normalize_image(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float RGB (B, 3, H, W) -> ImageNet-normalised float."""
@@ -193,12 +212,25 @@ class CACDNet(nn.Module):
         return self.decode_head(fused)
 
     def aux(self, f_img: list[torch.Tensor], f_evt: list[torch.Tensor]) -> dict:
-        """Training-only heads: projected maps F_img, F_evt (B, D, H/4, W/4) and, with JBCD,
-        class-channel content logits of each modality."""
-        out = {"proj_img": self.proj_img(f_img), "proj_evt": self.proj_evt(f_evt)}
+        """Training-only maps on the 1/4 grid. With HFCA: projected maps `proj_img`, `proj_evt`
+        (B, D, H/4, W/4). With JBCD: class-channel content logits `content_img`, `content_evt`
+        (B, K, H/4, W/4) and, without HFCA, the direct stage features `feat_img`, `feat_evt`
+        that its boundary loss compares. `content_evt_probe` is the event content head on the
+        detached event features: the teacher of an event -> image distillation, whose head still
+        learns (a frozen random head would be no teacher) while the event branch does not."""
+        out = {}
+        if hasattr(self, "proj_img"):
+            out["proj_img"], out["proj_evt"] = self.proj_img(f_img), self.proj_evt(f_evt)
         if hasattr(self, "content_img"):
-            out["content_img"] = self.content_img(out["proj_img"])
-            out["content_evt"] = self.content_evt(out["proj_evt"])
+            if "proj_img" in out:
+                out["content_img"] = self.content_img(out["proj_img"])
+                out["content_evt"] = self.content_evt(out["proj_evt"])
+                out["content_evt_probe"] = self.content_evt(out["proj_evt"].detach())
+            else:
+                out["feat_img"], out["feat_evt"] = direct_features(f_img), direct_features(f_evt)
+                out["content_img"] = self.content_img(f_img)
+                out["content_evt"] = self.content_evt(f_evt)
+                out["content_evt_probe"] = self.content_evt([f.detach() for f in f_evt])
         return out
 
     def forward(self, image: torch.Tensor | None = None, events: torch.Tensor | None = None,

@@ -10,7 +10,7 @@ import click
 import torch
 import yaml
 
-from common.clierrors import positive
+from common.clierrors import Number, positive
 from common.workspace import new_folder_name
 from model import config as config_mod
 
@@ -288,23 +288,41 @@ def _session_calibration(calib: str | None, ws: Workspace) -> Path:
               help="Calibration that aligns --session [default: the workspace's calib/calib.yaml].")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Folder for the PNGs [default: <run>/predictions, with --session "
-                   "<run>/predictions/<session>].")
+                   "<run>/predictions/<session>; none with --pre-annotations].")
 @click.option("--video", default=None, type=click.Path(dir_okay=False),
               help="Also write the panels, in order, as one MP4 at the recording rate (divided "
                    "by --every).")
 @click.option("--limit", type=positive(int), default=None,
-              help="Pairs to draw [default: 20 with --data, every pair with --session].")
+              help="Pairs to draw [default: 20 with --data, every pair with --session or "
+                   "--pre-annotations].")
 @click.option("--every", type=positive(int), default=1, show_default=True,
               help="Draw every Nth pair only.")
+@click.option("--pre-annotations", "pre_dir", default=None,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Write the predictions of the pairs without labels as label PNGs that rpea "
+                   "import-labels takes back: <DIR>/<sequence>/frame_<id>_labelIds.png and "
+                   "pre_annotations.json (a new or empty folder; panels then only with --out "
+                   "or --video).")
+@click.option("--label-ids", type=click.Choice(["label", "train"]), default="label",
+              show_default=True,
+              help="Ids of the --pre-annotations PNGs, as rpea import-labels --ids reads them: "
+                   "Cityscapes label ids (not annotated: 0) or train ids (not annotated: 255).")
+@click.option("--min-confidence", type=Number(float, min=0, max=1), default=0.0,
+              show_default=True,
+              help="--pre-annotations leave a pixel unannotated (ignore) where the predicted "
+                   "class's probability is below this, to show annotators where the model is "
+                   "unsure; 0 keeps every prediction.")
 @click.option("--device", default=None, help="cpu | cuda (default: cuda if available).")
 def predict_cmd(checkpoint, data_dir, split, session_dir, calib_file, out_dir, video, limit, every,
-                device):
+                pre_dir, label_ids, min_confidence, device):
     """Draw prediction overlays: RGB | events | prediction over RGB | ground truth.
 
     One PNG per pair (ground truth where the pair has labels: a built split, a simulated
     session); --video adds one MP4 of the same panels. --session predicts on a recording
     directly: the session is paired, aligned and windowed exactly as rpea build does it, in a
-    temporary folder removed afterwards.
+    temporary folder removed afterwards. --pre-annotations writes the predictions of the pairs
+    without labels for annotators to correct (rpea export-annotation's folders and frame names;
+    back in with rpea import-labels).
 
     \b
     Examples:
@@ -312,10 +330,14 @@ def predict_cmd(checkpoint, data_dir, split, session_dir, calib_file, out_dir, v
       cacd predict --checkpoint runs/compact --data data/ --out figs/ --limit 8
       cacd predict --session recordings/session_20260101_120000 --video drive.mp4
       cacd predict --session rec/night_01 --calib calib/calib.yaml --out figs/ --every 5
+      cacd predict --data data/ --split train --pre-annotations pre/ --min-confidence 0.5
     """
+    import contextlib
+
     from common.atomic import removed_on_failure
+    from dataset.annotate import PreAnnotationWriter
     from model.checkpoint import load_model, resolve_checkpoint
-    from model.predict import predict_session_to_folder, predict_to_folder
+    from model.predict import NothingToPredict, predict_session_to_folder, predict_to_folder
 
     ctx = click.get_current_context()
     if session_dir is not None and data_dir is not None:
@@ -330,10 +352,13 @@ def predict_cmd(checkpoint, data_dir, split, session_dir, calib_file, out_dir, v
     if video is not None and Path(video).suffix.lower() != ".mp4":
         raise click.BadParameter(f"{video!r}: the video is an MP4 file; name it <name>.mp4",
                                  param_hint="--video")
-    for hint, value in (("--out", out_dir), ("--video", video)):  # found out before any work
+    for hint, value in (("--out", out_dir), ("--video", video), ("--pre-annotations", pre_dir)):
+        # found out before any work
         below = next((p for p in Path(value or ".").parents if p.exists() and not p.is_dir()), None)
         if below is not None:
-            raise click.BadParameter(f"{value!r}: {below} is a file, not a folder", param_hint=hint)
+            raise click.BadParameter(f"{str(value)!r}: {below} is a file, not a folder",
+                                     param_hint=hint)
+    _check_pre_annotation_options(ctx, pre_dir, out_dir)
     ws = _workspace()
     checkpoint = _default_checkpoint(checkpoint, ws)
     session = None
@@ -344,26 +369,93 @@ def predict_cmd(checkpoint, data_dir, split, session_dir, calib_file, out_dir, v
     else:
         data_dir = _default_data(data_dir, ws)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    net = load_model(resolve_checkpoint(checkpoint), device)
+    ckpt = resolve_checkpoint(checkpoint)
+    net = load_model(ckpt, device)
     cfg = _sync_data_cfg(_run_config(Path(checkpoint)), net)
     run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-    if session is None:
-        out_dir = out_dir or str(run / "predictions")
-        with removed_on_failure(out_dir, video):
-            paths = predict_to_folder(net, cfg, data_dir, split, out_dir, device,
-                                      20 if limit is None else limit, every, video)
-    else:
-        out_dir = out_dir or str(run / "predictions" / session.name)
-        with session:  # builds the pairs in a temporary folder, removed when done
-            sync = session.report.get("sync", {}).get("summary", "")
-            click.echo(f"session: {session.name}: {len(session)} pairs; {sync}", err=True)
-            if len(session) == 0:
-                raise click.ClickException(f"{session_dir}: no frame could be paired with a "
-                                           f"trigger ({sync}); nothing to predict")
-            with removed_on_failure(out_dir, video):
-                paths = predict_session_to_folder(net, cfg, session, out_dir, device, limit,
-                                                  every, video)
-    doc = {"written": len(paths), "folder": str(out_dir)}
+    pre = None if pre_dir is None else PreAnnotationWriter(
+        pre_dir, ids=label_ids, min_confidence=min_confidence,
+        about=_pre_annotation_about(ckpt, net, data_dir, split, session),
+        import_into=str(data_dir) if session is None else "DATA")
+    writing = pre if pre is not None else contextlib.nullcontext()
+    try:
+        if session is None:
+            if pre is None:
+                out_dir = out_dir or str(run / "predictions")
+            with removed_on_failure(out_dir, video, pre_dir), writing:
+                paths = predict_to_folder(net, cfg, data_dir, split, out_dir, device,
+                                          20 if limit is None and pre is None else limit, every,
+                                          video, pre)
+        else:
+            if pre is None:
+                out_dir = out_dir or str(run / "predictions" / session.name)
+            with session:  # builds the pairs in a temporary folder, removed when done
+                sync = session.report.get("sync", {}).get("summary", "")
+                click.echo(f"session: {session.name}: {len(session)} pairs; {sync}", err=True)
+                if len(session) == 0:
+                    raise click.ClickException(f"{session_dir}: no frame could be paired with a "
+                                               f"trigger ({sync}); nothing to predict")
+                with removed_on_failure(out_dir, video, pre_dir), writing:
+                    paths = predict_session_to_folder(net, cfg, session, out_dir, device, limit,
+                                                      every, video, pre)
+    except NothingToPredict as err:
+        raise click.ClickException(str(err)) from None
+    doc: dict[str, object] = {"written": len(paths)}
+    if out_dir is not None:
+        doc["folder"] = str(out_dir)
     if video is not None:
         doc["video"] = str(video)
+    if pre is not None:
+        manifest = pre.manifest()
+        doc.update({"pre_annotations": str(pre_dir), "labels": manifest["files"]})
+        steps = manifest["import"]
+        if "before_import" in manifest:  # a session: built first, into DATA
+            steps = f"{manifest['before_import']}, then {steps}"
+        click.echo(f"pre-annotations: {manifest['files']} label PNGs in {pre_dir} (predictions, "
+                   f"not truth: correct them, then {steps})", err=True)
     click.echo(json.dumps(doc))
+
+
+def _check_pre_annotation_options(ctx: click.Context, pre_dir: Path | None,
+                                  out_dir: str | None) -> None:
+    """--label-ids and --min-confidence only with --pre-annotations, which must be a new or empty
+    folder of its own (never one with labels being corrected in it, nor the panels' --out)."""
+    from dataset.annotate import PreAnnotationWriter
+
+    if pre_dir is None:
+        for name in ("label_ids", "min_confidence"):
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+                flag = "--" + name.replace("_", "-")
+                raise click.UsageError(f"{flag} applies to the pre-annotations; add "
+                                       "--pre-annotations DIR")
+        return
+    try:
+        PreAnnotationWriter.check_target(pre_dir)
+    except FileExistsError as err:
+        raise click.BadParameter(str(err), param_hint="--pre-annotations") from None
+    if out_dir is not None:
+        pre, out = pre_dir.resolve(), Path(out_dir).resolve()
+        if pre == out or pre in out.parents:
+            raise click.UsageError(f"{out_dir}: inside --pre-annotations {pre_dir}; give the "
+                                   "panels (--out) a folder of their own")
+
+
+def _pre_annotation_about(ckpt: Path, net, data_dir: str | None, split: str, session) -> dict:
+    """What pre_annotations.json records of their origin: the checkpoint (path, sha256, network)
+    and the pairs (dataset split, or session + calibration and how to build it for the import)."""
+    from dataset.rpea_format import sha256_file
+
+    about: dict[str, object] = {
+        "producer": "cacd predict",
+        "checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt),
+        "model": {"backbone": net.cfg.backbone, "modalities": net.cfg.modalities,
+                  "event_channels": net.cfg.event_channels}}
+    if session is None:
+        about["source"] = {"data": str(data_dir), "split": split}
+    else:
+        about["source"] = {"session": str(session.session), "calibration": str(session.calib_path),
+                           "calibration_sha256": sha256_file(session.calib_path)}
+        about["before_import"] = (f"rpea build --split all --sessions {session.session} --calib "
+                                  f"{session.calib_path} --out DATA (the same calibration: the "
+                                  "same grid and frame ids)")
+    return about

@@ -58,7 +58,8 @@ def bench_cmd(backbone, size, runs, warmup, event_channels, device, amp, no_flop
               help="clahe | none | package.module:function (e.g. an EvLight wrapper).")
 @click.option("--split", "splits", multiple=True, help="Splits to process (default: all).")
 def masks_cmd(data_dir, provider, sam_checkpoint, sam_model_type, enhance, splits):
-    """Precompute HFCA instance masks into the dataset files (`masks`, uint16 ids).
+    """Precompute HFCA instance masks into the dataset files (`masks`, uint16 ids, replacing
+    any stored ground-truth masks); train on them with --set data.masks=precomputed.
 
     \b
     Examples:
@@ -72,7 +73,8 @@ def masks_cmd(data_dir, provider, sam_checkpoint, sam_model_type, enhance, split
                                "never downloaded), or use --provider graph")
     files = write_masks(data_dir, provider, enhance, tuple(splits) or None, sam_checkpoint,
                         sam_model_type)
-    click.echo(f"masks written into {len(files)} file(s)")
+    click.echo(f"{provider} masks written into {len(files)} file(s); train on them with "
+               "--set data.masks=precomputed")
 
 
 @click.command("synth")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,16 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "representation": "frame",  # frame (3 channels) | voxel
         "bins": 5,
-        "crop": [96, 128],  # [height, width]; null = full frames
+        "crop": None,  # [height, width] at the working resolution; null = whole pairs
+        # working resolution: pairs shrunk so their shorter side is this many pixels (never
+        # enlarged); null = the RPEA grid's own (the demo's 913x508 grid at 96: 173x96)
+        "short_side": 96,
         "hflip": True,
         "num_workers": 0,
-        "masks": "auto",  # masks | graph | sam | auto
+        # HFCA instance masks: graph | sam (computed from the enhanced image, as a user without
+        # ground truth gets them) | precomputed (`cacd masks DIR` stored them) | oracle (the
+        # simulator's ground-truth instances the builder stored: not available on real data)
+        "masks": "graph",
         "sam_checkpoint": None,
         "sam_model_type": "vit_h",
         "enhance": "clahe",  # clahe | none | package.module:function
@@ -49,14 +56,18 @@ DEFAULTS: dict[str, Any] = {
         "alpha": 0.1,  # HSV V below: under-exposed
         "beta": 0.9,  # HSV V above: over-exposed
         "max_instances": 64,
+        # JBCD (eqs. 6-7): event_to_image = the paper's "distil from event to image", the event
+        # side is the teacher and detached; mutual = both sides pulled together
+        "distill_direction": "event_to_image",
     },
     "train": {
         "epochs": 40,
-        "batch_size": 8,
+        "batch_size": 4,  # more steps in a minutes budget: better than 8 on the demo (docs/cacd.md)
         "optimizer": "adam",
-        "lr": 0.0006,
+        "lr": 0.001,
         "weight_decay": 0.0,
         "lr_schedule": "poly",  # poly | constant
+        "warmup_steps": 20,  # linear warm-up from 0 over this many steps
         "max_minutes": 4.0,  # wall-clock budget; null = none
         "max_steps": None,  # caps the schedule length
         "stop_after_steps": None,  # stop early but resumably (schedule unchanged)
@@ -125,9 +136,10 @@ SCHEMA: dict[str, _Spec] = {
     "data.representation": _Spec("choice", choices=("frame", "voxel")),
     "data.bins": _POS_INT,
     "data.crop": _Spec("crop", optional=True),
+    "data.short_side": _Spec("int", min=8, optional=True),
     "data.hflip": _Spec("bool"),
     "data.num_workers": _Spec("int", min=0),
-    "data.masks": _Spec("choice", choices=("masks", "graph", "sam", "auto")),
+    "data.masks": _Spec("choice", choices=("graph", "sam", "precomputed", "oracle")),
     "data.sam_checkpoint": _PATH,
     "data.sam_model_type": _Spec("choice", choices=("vit_h", "vit_l", "vit_b")),
     "data.enhance": _Spec("str"),
@@ -139,11 +151,13 @@ SCHEMA: dict[str, _Spec] = {
     "loss.alpha": _UNIT,
     "loss.beta": _UNIT,
     "loss.max_instances": _POS_INT,
+    "loss.distill_direction": _Spec("choice", choices=("event_to_image", "mutual")),
     "train.epochs": _POS_INT,
     "train.batch_size": _POS_INT,
     "train.optimizer": _Spec("choice", choices=("adam", "adamw")),
     "train.lr": _POS_FLOAT,
     "train.weight_decay": _NONNEG_FLOAT,
+    "train.warmup_steps": _Spec("int", min=0),
     "train.lr_schedule": _Spec("choice", choices=("poly", "constant")),
     "train.max_minutes": _Spec("float", min=0, min_open=True, optional=True),
     "train.max_steps": _Spec("int", min=1, optional=True),
@@ -156,6 +170,23 @@ SCHEMA: dict[str, _Spec] = {
     "train.threads": _Spec("int", min=1, optional=True),
     "eval.batch_size": _POS_INT,
 }
+
+
+#: Old values still read (run folders and configs written before they were renamed), each
+#: mapped to its new value with a warning that says why.
+DEPRECATED_VALUES: dict[str, dict[str, tuple[str, str]]] = {
+    "data.masks": {
+        "auto": ("graph", "it took the dataset's stored masks where there were any, which in "
+                 "a built or synthetic dataset are the simulator's ground-truth (oracle) masks; "
+                 "it now means graph (computed from the image); say oracle to train on them"),
+        "masks": ("oracle", "the masks the builder stores are ground truth; masks computed by "
+                  "`cacd masks DIR` are data.masks=precomputed"),
+    },
+}
+
+
+class ConfigDeprecationWarning(UserWarning):
+    """A config value that was renamed; it is read as its new name."""
 
 
 def _leaves(tree: dict, prefix: str = "") -> list[str]:
@@ -181,6 +212,12 @@ def check_value(key: str, value: Any) -> Any:
     spec = SCHEMA.get(key)
     if spec is None:
         return value
+    old = DEPRECATED_VALUES.get(key, {})
+    if isinstance(value, str) and value in old:
+        new, why = old[value]
+        warnings.warn(f"{key}={value} is deprecated and read as {key}={new}: {why}",
+                      ConfigDeprecationWarning, stacklevel=2)
+        return new
     bad = ConfigError(f"{key}: expected {spec.expected()}, got {value!r}")
     if value is None:
         if spec.optional:

@@ -12,11 +12,13 @@ import torch
 
 from dataset.reader import RPEADataset, widen_batch
 from model.enhance import exposure_map, get_enhancer, gradient_intensity_map
-from model.masks import get_provider
+from model.masks import STORED, check_stored_masks, get_provider, mask_source_label
 
 
 class TrainTransform:
-    """Adds `exposure` (always), and for HFCA/JBCD `gim` and `masks` to a numpy sample.
+    """Adds `exposure` (always), and for HFCA/JBCD `gim` and `masks` to a numpy sample: masks
+    computed from the enhanced image (`data.masks` graph | sam), or the stored ones the dataset
+    read (precomputed | oracle).
 
     Runs in DataLoader workers; the SAM model (if any) is created lazily per process.
     """
@@ -48,10 +50,11 @@ class TrainTransform:
         if self.need_gim:
             s["gim"] = gradient_intensity_map(enhanced, s["events"], self.representation)
         if self.need_masks:
-            if self.mask_name == "masks" and "masks" not in s:
-                raise ValueError("data.masks=masks but the dataset has no masks; run "
-                                 "`cacd masks DIR` or use data.masks=graph")
-            if "masks" not in s or self.mask_name in ("graph", "sam"):
+            if self.mask_name in STORED:  # read with the sample; make_dataset checked the source
+                if "masks" not in s:
+                    raise ValueError(f"data.masks={self.mask_name} but a sample has no stored "
+                                     "masks; run `cacd masks DIR` or use data.masks=graph")
+            else:  # computed from the enhanced image, never the file's (oracle) masks
                 if self._provider is False:
                     self._provider = get_provider(self.mask_name, *self.sam)
                 s["masks"] = self._provider(enhanced)
@@ -59,13 +62,18 @@ class TrainTransform:
 
 
 def make_dataset(cfg: dict, root: str | Path, split: str, train: bool,
-                 misalign_px: float = 0.0) -> RPEADataset:
-    """The split's dataset with the config's representation (+ augmentation when `train`)."""
+                 misalign_px: float = 0.0, working_resolution: bool = True) -> RPEADataset:
+    """The split's dataset with the config's representation (+ augmentation when `train`), at
+    the config's working resolution (`data.short_side`; for evaluation with the labels on the
+    grid), or with `working_resolution=False` all on the grid (pictures drawn at full size)."""
     d = cfg["data"]
     m = cfg["model"]
     two = m["modalities"] == "both"
     need_masks = train and two and bool(m["hfca"])
     need_gim = train and two and bool(m["jbcd"])
+    stored = need_masks and d["masks"] in STORED
+    if stored:  # oracle masks never pass for computed ones, nor the reverse
+        check_stored_masks(root, split, d["masks"])
     crop = tuple(d["crop"]) if (train and d.get("crop")) else None
     # masks are read only where the loss uses the stored ones; label/masks stay in the file's
     # narrow dtypes across the worker boundary and `to_device` widens them (loader throughput)
@@ -73,7 +81,20 @@ def make_dataset(cfg: dict, root: str | Path, split: str, train: bool,
         root, split, representation=d["representation"], bins=d["bins"], crop_hw=crop,
         hflip=train and bool(d["hflip"]), misalign_px=misalign_px,
         transform=TrainTransform(cfg, need_masks, need_gim), seed=int(cfg["train"]["seed"]),
-        with_masks=need_masks and d["masks"] in ("masks", "auto"), compact=True)
+        with_masks=stored, compact=True,
+        short_side=d.get("short_side") if working_resolution else None, full_label=not train)
+
+
+def hfca_masks_label(cfg: dict, root: str | Path) -> str | None:
+    """How reports name the instance masks a config's HFCA trains on ("graph masks", "oracle
+    masks", "precomputed SAM masks", ...; `model.masks.mask_source_label`); None when the
+    config trains no HFCA. Stored masks are checked as `make_dataset` checks them."""
+    m = cfg["model"]
+    if not (m["modalities"] == "both" and m["hfca"]):
+        return None
+    kind = cfg["data"]["masks"]
+    sources = check_stored_masks(root, "train", kind) if kind in STORED else ()
+    return mask_source_label(kind, sources)
 
 
 def collate(samples: list[dict]) -> dict[str, Any]:

@@ -59,14 +59,16 @@ class Confusion:
 
 
 @torch.no_grad()
-def predict_logits(net, batch: dict, amp: bool = False) -> torch.Tensor:
-    """Logits at label resolution (B, K, H, W)."""
+def predict_logits(net, batch: dict, amp: bool = False,
+                   size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Logits (B, K, H, W) at `size`, else at the label's resolution, else at the image's."""
     image = batch["image"] if net.cfg.modalities != "event" else None
     events = batch["events"] if net.cfg.modalities != "image" else None
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else _null()
     with ctx:
         logits = net(image, events)
-    size = batch["label"].shape[1:] if "label" in batch else batch["image"].shape[2:]
+    if size is None:
+        size = batch["label"].shape[1:] if "label" in batch else batch["image"].shape[2:]
     return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
 
 
@@ -99,7 +101,11 @@ def evaluate(net, cfg: dict, root: str | Path, split: str = "val", misalign_px: 
         batch = to_device(batch, device)
         pred = predict_logits(net, batch, amp).argmax(1).cpu().numpy()
         label = batch["label"].cpu().numpy()
-        exposure = batch["exposure"].cpu().numpy()
+        exposure = batch["exposure"]
+        if exposure.shape[1:] != batch["label"].shape[1:]:  # a working resolution below the grid's
+            exposure = F.interpolate(exposure[:, None].float(), size=batch["label"].shape[1:],
+                                     mode="nearest")[:, 0].to(batch["exposure"].dtype)
+        exposure = exposure.cpu().numpy()
         for b in range(pred.shape[0]):
             t, p = label[b], pred[b]
             night = bool(batch["is_night"][b])

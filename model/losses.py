@@ -1,6 +1,10 @@
 """CACD losses (paper eqs. 2-8). See docs/cacd.md for the exact reading of each equation.
 
-All auxiliary losses work on the projection grid (1/4 of the input). Per-image quantities are
+HFCA (eqs. 2-5) aligns the two modalities: both sides learn. JBCD (eqs. 6-7) distils "from
+event to image" (paper, section 4.2): by default (`LossWeights.distill = "event_to_image"`) the
+event side is the teacher and is detached, so these two terms train only the image side;
+`"mutual"` lets them pull on both sides (the behaviour before the teacher was detached).
+All auxiliary losses work on the 1/4 grid. Per-image quantities are
 averaged over the images of a batch that contribute (an image without instances or without an
 extreme-exposure region contributes nothing to that term). Every function keeps every head in
 the autograd graph even when a term is empty (a `0 * x.sum()` term), so DDP never sees unused
@@ -16,6 +20,8 @@ import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = 255
+#: `loss.distill_direction`: who learns from JBCD's two terms
+DISTILL_DIRECTIONS = ("event_to_image", "mutual")
 
 
 @dataclass
@@ -29,6 +35,17 @@ class LossWeights:
     tau: float = 0.1  # eq. 5 temperature (not given in the paper)
     max_instances: int = 64  # largest instances kept per image (memory bound of eqs. 4-5)
     min_instance_px: int = 2  # instances smaller than this on the 1/4 grid are dropped
+    distill: str = "event_to_image"  # JBCD direction, one of DISTILL_DIRECTIONS
+
+    def __post_init__(self) -> None:
+        if self.distill not in DISTILL_DIRECTIONS:
+            raise ValueError(f"distill must be {' | '.join(DISTILL_DIRECTIONS)}, "
+                             f"got {self.distill!r}")
+
+    def teacher(self, x: torch.Tensor) -> torch.Tensor:
+        """The event-side (teacher) tensor of a JBCD term: detached when distilling event ->
+        image, so the term's gradient reaches only the image side."""
+        return x.detach() if self.distill == "event_to_image" else x
 
 
 def resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -82,9 +99,11 @@ def inter_align_loss(f_evt: torch.Tensor, f_img: torch.Tensor, tau: float) -> to
 
 def boundary_loss(proj_img: torch.Tensor, proj_evt: torch.Tensor,
                   gim: torch.Tensor) -> torch.Tensor:
-    """Eq. 6: L1 between gradient-weighted projected features, ||F_img*M - F_evt*M||_1,
-    with per-pixel L2-normalised features (so the projection cannot shrink the loss away) and
-    the mean over elements (nn.L1Loss convention). gim: (B, H, W) in [0, 1], any size."""
+    """Eq. 6: L1 between gradient-weighted features, ||F_img*M - F_evt*M||_1, with per-pixel
+    L2-normalised features (so a projection cannot shrink the loss away, and stage features of
+    different scale compare) and the mean over elements (nn.L1Loss convention).
+    proj_*: (B, D, h, w) projected maps or direct stage features; gim: (B, H, W) in [0, 1],
+    any size. Detaching `proj_evt` (the teacher) is the caller's choice (`jbcd_losses`)."""
     m = F.interpolate(gim[:, None].float(), size=proj_img.shape[2:], mode="area")
     a = F.normalize(proj_img.float(), dim=1) * m
     b = F.normalize(proj_evt.float(), dim=1) * m
@@ -125,6 +144,50 @@ def content_loss(content_img: torch.Tensor, content_evt: torch.Tensor,
     return torch.stack(terms).mean() if terms else None
 
 
+def hfca_losses(aux: dict, batch: dict, w: LossWeights) -> dict[str, torch.Tensor]:
+    """Eqs. 2-5 on the projected maps and the batch's instance masks: `cluster` and `align`
+    (each the mean over the images with at least two instances); {} when there are none.
+    Alignment, not distillation: both modalities learn from these terms."""
+    if "masks" not in batch or "proj_img" not in aux:
+        return {}
+    pi, pe = aux["proj_img"], aux["proj_evt"]
+    ids = resize_ids(batch["masks"], pi.shape[2:])
+    cl, al = [], []
+    for b in range(pi.shape[0]):
+        got = instance_features(pe[b].float(), pi[b].float(), ids[b], w.max_instances,
+                                w.min_instance_px)
+        if got is None or got[0].shape[0] < 2:
+            continue
+        f_evt, f_img = got
+        cl.append(intra_cluster_loss(f_evt, f_img))
+        al.append(inter_align_loss(f_evt, f_img, w.tau))
+    if not cl:
+        return {}
+    return {"cluster": torch.stack(cl).mean(), "align": torch.stack(al).mean()}
+
+
+def jbcd_losses(aux: dict, batch: dict, w: LossWeights) -> dict[str, torch.Tensor]:
+    """Eqs. 6-7: `boundary` (needs `gim` in the batch) and `content` (needs `exposure` with
+    extreme pixels). The boundary term compares the projected maps F = P(f) where the network
+    has HFCA's projections, else the stage features f themselves (`feat_img`/`feat_evt`: "JBCD
+    without HFCA" aligns the modalities directly). The event side is the teacher
+    (`w.teacher`)."""
+    out: dict[str, torch.Tensor] = {}
+    key = "proj" if "proj_img" in aux else "feat"
+    if "gim" in batch and f"{key}_img" in aux:
+        out["boundary"] = boundary_loss(aux[f"{key}_img"], w.teacher(aux[f"{key}_evt"]),
+                                        batch["gim"])
+    if "exposure" in batch and "content_img" in aux:
+        # the teacher's class channels: its head on the detached event features (the head learns,
+        # the event branch does not), or the plain head when both sides learn
+        teacher = (aux["content_evt_probe"] if w.distill == "event_to_image" and
+                   "content_evt_probe" in aux else aux["content_evt"])
+        lct = content_loss(aux["content_img"], teacher, batch["exposure"] > 0)
+        if lct is not None:
+            out["content"] = lct
+    return out
+
+
 def total_loss(logits: torch.Tensor, label: torch.Tensor, aux: dict, batch: dict,
                w: LossWeights, use_hfca: bool, use_jbcd: bool) -> tuple[torch.Tensor, dict]:
     """Eq. 8. Returns the total and a dict of float parts for logging."""
@@ -136,32 +199,13 @@ def total_loss(logits: torch.Tensor, label: torch.Tensor, aux: dict, batch: dict
         return total, parts
     zero = sum(v.float().sum() for v in aux.values()) * 0.0  # keep all heads in the graph
     total = total + zero
-    pi, pe = aux["proj_img"], aux["proj_evt"]
-    if use_hfca and "masks" in batch:
-        ids = resize_ids(batch["masks"], pi.shape[2:])
-        cl, al = [], []
-        for b in range(pi.shape[0]):
-            got = instance_features(pe[b].float(), pi[b].float(), ids[b], w.max_instances,
-                                    w.min_instance_px)
-            if got is None or got[0].shape[0] < 2:
-                continue
-            f_evt, f_img = got
-            cl.append(intra_cluster_loss(f_evt, f_img))
-            al.append(inter_align_loss(f_evt, f_img, w.tau))
-        if cl:
-            lc, la = torch.stack(cl).mean(), torch.stack(al).mean()
-            total = total + w.cluster * lc + w.align * la
-            parts.update(cluster=float(lc.detach()), align=float(la.detach()))
-    if use_jbcd:
-        if "gim" in batch:
-            lb = boundary_loss(pi, pe, batch["gim"])
-            total = total + w.boundary * lb
-            parts["boundary"] = float(lb.detach())
-        if "exposure" in batch and "content_img" in aux:
-            lct = content_loss(aux["content_img"], aux["content_evt"], batch["exposure"] > 0)
-            if lct is not None:
-                total = total + w.content * lct
-                parts["content"] = float(lct.detach())
+    weight = {"cluster": w.cluster, "align": w.align, "boundary": w.boundary,
+              "content": w.content}
+    terms = {**(hfca_losses(aux, batch, w) if use_hfca else {}),
+             **(jbcd_losses(aux, batch, w) if use_jbcd else {})}
+    for name, value in terms.items():
+        total = total + weight[name] * value
+        parts[name] = float(value.detach())
     parts["total"] = float(total.detach())
     return total, parts
 

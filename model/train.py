@@ -35,7 +35,7 @@ from model.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from model.data import collate, make_dataset, to_device
+from model.data import collate, hfca_masks_label, make_dataset, to_device
 from model.evaluate import evaluate, write_json
 from model.losses import LossWeights, total_loss
 from model.pretrained import load_pretrained
@@ -58,6 +58,14 @@ def build_net(cfg: dict, event_channels: int) -> CACDNet:
     return net
 
 
+def loss_weights(cfg: dict) -> LossWeights:
+    """Eq. 8's weights and the HFCA/JBCD constants of a config (`loss.*`)."""
+    c = cfg["loss"]
+    return LossWeights(float(c["cluster"]), float(c["align"]), float(c["boundary"]),
+                       float(c["content"]), float(c["tau"]), int(c["max_instances"]),
+                       distill=str(c.get("distill_direction", "event_to_image")))
+
+
 def _dist_env() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
@@ -74,10 +82,19 @@ def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int,
     return [mine[i:i + bs] for i in range(0, len(mine) - bs + 1, bs)] if bs else []
 
 
-def _lr_at(cfg: dict, step: int, total: int) -> float:
-    base = float(cfg["train"]["lr"])
-    if cfg["train"]["lr_schedule"] == "poly" and total > 0:
-        return base * max(1.0 - step / total, 0.0) ** 0.9
+def _lr_at(cfg: dict, step: int, total: int, time_frac: float = 0.0) -> float:
+    """Learning rate of `step`: a linear warm-up over `train.warmup_steps`, then poly decay to 0
+    at the end of the run. The end is whichever comes first, the step count or the wall-clock
+    budget (`time_frac`: the share of train.max_minutes used), so a run bounded by minutes still
+    anneals instead of stopping at a high rate; a run bounded by steps stays exactly repeatable."""
+    t = cfg["train"]
+    base = float(t["lr"])
+    warm = int(t.get("warmup_steps") or 0)
+    if step < warm:
+        return base * (step + 1) / warm
+    if t["lr_schedule"] == "poly" and total > 0:
+        frac = max(step / total, min(max(time_frac, 0.0), 1.0))
+        return base * max(1.0 - frac, 0.0) ** 0.9
     return base
 
 
@@ -114,9 +131,7 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[local] if device.type == "cuda" else None)
-    weights = LossWeights(cfg["loss"]["cluster"], cfg["loss"]["align"], cfg["loss"]["boundary"],
-                          cfg["loss"]["content"], cfg["loss"]["tau"],
-                          int(cfg["loss"]["max_instances"]))
+    weights = loss_weights(cfg)
     amp = device.type == "cuda" and t["amp"] in ("auto", "bf16")
     epochs = int(t["epochs"])
     steps_per_epoch = len(_epoch_batches(len(train_ds), int(t["batch_size"]), seed, 0, rank,
@@ -152,7 +167,8 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
             model.train()
             for batch in loader:
                 batch = to_device(batch, device)
-                lr = _lr_at(cfg, state["global_step"], total_steps)
+                time_frac = (time.monotonic() - started) / budget_s if math.isfinite(budget_s) else 0.0
+                lr = _lr_at(cfg, state["global_step"], total_steps, time_frac)
                 for g in optim.param_groups:
                     g["lr"] = lr
                 image = batch["image"] if net.cfg.modalities != "event" else None
@@ -221,6 +237,9 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
                "elapsed_s": round(state["elapsed_s"], 1), "best_val_mIoU": state["best_miou"],
                "history": state["history"],
                "param_checksum": checksum, "rank_checksums": rank_checksums,
+               # what the auxiliary terms trained on, so no report can hide oracle masks
+               "hfca_masks": hfca_masks_label(cfg, data_root),
+               "distill_direction": weights.distill if hasattr(net, "content_img") else None,
                "world_size": world, "interrupted": interrupt.is_set()}
     if main:
         write_json(summary, run / "summary.json")

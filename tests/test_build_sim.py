@@ -194,3 +194,23 @@ def test_frame_mirrored_session_builds_the_unmirrored_view(tmp_path) -> None:
     diff_flipped = np.abs(a["images"].astype(np.int16)
                           - b["images"][:, :, ::-1].astype(np.int16)).mean()
     assert diff < 0.5 * diff_flipped, (diff, diff_flipped)
+
+
+def test_check_finds_labels_shifted_off_their_images(sim_built, tmp_path) -> None:
+    """A built simulated file's labels sit on its images (the label-to-image check passes);
+    the same file with its labels moved 4 px right fails it, naming the shift (issue 18)."""
+    import shutil
+
+    from dataset.rpea_check import check_sequence
+
+    src = _file_of(sim_built["out"], "day_sim")
+    probs, _ = check_sequence(src)
+    assert not [p for p in probs if "labels and images" in str(p)]
+    moved = tmp_path / src.name
+    shutil.copy(src, moved)
+    with h5py.File(moved, "r+") as f:
+        lab = f["labels"][()]
+        f["labels"][...] = np.concatenate([np.full_like(lab[:, :, :4], 255), lab[:, :, :-4]], 2)
+    probs, _ = check_sequence(moved)
+    bad = [str(p) for p in probs if "labels and images look misaligned" in str(p)]
+    assert len(bad) == 1 and "(+4, " in bad[0], [str(p) for p in probs]

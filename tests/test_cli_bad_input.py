@@ -266,6 +266,13 @@ CASES = [
     C("train-set-no-equals", "cacd", "train --data {data} --out R --set train.epochs", 2, "--set"),
     C("train-set-backbone-unknown", "cacd", "train --data {data} --out R --set model.backbone=mit_b9",
       2, "mit_b9"),
+    C("train-set-masks-typo", "cacd", "train --data {data} --out R --set data.masks=orcale", 2,
+      "did you mean 'oracle'"),
+    C("train-set-distill-typo", "cacd", "train --data {data} --out R --set "
+      "loss.distill_direction=mutal", 2, "did you mean 'mutual'"),
+    # the synthetic dataset's masks are ground truth: they never pass for computed ones
+    C("train-precomputed-masks-are-oracle", "cacd", "train --data {data} --out R --quiet --set "
+      "data.masks=precomputed", 1, ("ground truth (oracle)", "cacd masks DIR")),
     C("train-config-garbage", "cacd", "train --data {data} --out R --config {garbage_yaml}", 2,
       "garbage.yaml"),
     C("train-config-binary", "cacd", "train --data {data} --out R --config {garbage}", 2,
@@ -330,6 +337,24 @@ CASES = [
       "--video {text}/v.mp4", 2, ("--video", "text.txt")),
     C("predict-out-below-a-file", "cacd", "predict --checkpoint {run} --data {data} "
       "--out {text}/P", 2, ("--out", "text.txt")),
+    C("predict-pre-annotations-is-a-file", "cacd", "predict --checkpoint {run} --data {data} "
+      "--pre-annotations {text}", 2, ("--pre-annotations", "text.txt")),
+    C("predict-pre-annotations-below-a-file", "cacd", "predict --checkpoint {run} --data {data} "
+      "--pre-annotations {text}/pre", 2, ("--pre-annotations", "text.txt")),
+    C("predict-pre-annotations-not-empty", "cacd", "predict --checkpoint {run} --data {data} "
+      "--pre-annotations {session}", 2, ("--pre-annotations", "not empty")),
+    C("predict-pre-annotations-all-labelled", "cacd", "predict --checkpoint {run} --data {data} "
+      "--pre-annotations P", 1, ("every pair has labels", "nothing to pre-annotate")),
+    C("predict-out-inside-pre-annotations", "cacd", "predict --checkpoint {run} --data {data} "
+      "--pre-annotations P --out P/figs", 2, ("--pre-annotations", "--out")),
+    C("predict-min-confidence-above-one", "cacd", "predict --checkpoint {run} --data {data} "
+      "--pre-annotations P --min-confidence 1.5", 2, "--min-confidence"),
+    C("predict-min-confidence-nan", "cacd", "predict --checkpoint {run} --data {data} "
+      "--pre-annotations P --min-confidence nan", 2, "--min-confidence"),
+    C("predict-min-confidence-without-pre-annotations", "cacd", "predict --checkpoint {run} "
+      "--data {data} --out P --min-confidence 0.5", 2, ("--min-confidence", "--pre-annotations")),
+    C("predict-label-ids-unknown", "cacd", "predict --checkpoint {run} --data {data} "
+      "--pre-annotations P --label-ids colour", 2, "--label-ids"),
     # --- cacd bench / masks / synth
     C("bench-backbone-unknown", "cacd", "bench --backbone mit_b9", 2, "mit_b9"),
     C("bench-size-zero", "cacd", "bench --size 0", 2, "--size"),

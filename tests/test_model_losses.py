@@ -8,13 +8,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from model.cacd import CACDNet, NetConfig, direct_features
 from model.losses import (
+    LossWeights,
     boundary_loss,
     content_loss,
+    hfca_losses,
     instance_features,
     inter_align_loss,
     intra_cluster_loss,
+    jbcd_losses,
     mutual_information,
+    total_loss,
 )
 
 
@@ -126,3 +131,99 @@ def test_boundary_loss_eq6():
     expect = (F.normalize(a, dim=1) * m - F.normalize(b, dim=1) * m).abs().mean()
     assert loss.item() == pytest.approx(expect.item(), rel=1e-6)
     assert boundary_loss(a, b, gim * 0.5) < loss
+
+
+def _batch(b: int = 2, h: int = 32, w: int = 32) -> dict:
+    """Inputs with two instances, a gradient map and an over-exposed top half."""
+    g = torch.Generator().manual_seed(0)
+    masks = torch.ones(b, h, w, dtype=torch.long)
+    masks[:, :, w // 2:] = 2
+    exposure = torch.zeros(b, h, w, dtype=torch.uint8)
+    exposure[:, : h // 2] = 2
+    return {"image": torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=g),
+            "events": torch.rand(b, 3, h, w, generator=g),
+            "label": torch.randint(0, 19, (b, h, w), generator=g),
+            "masks": masks, "gim": torch.rand(b, h, w, generator=g), "exposure": exposure}
+
+
+@pytest.fixture()
+def one_thread():
+    """Small networks run fastest on one torch thread (and on a busy machine many times so)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+EVENT_SIDE = ("event_encoder.", "proj_evt.")  # the teacher's branch
+IMAGE_SIDE = ("rgb_encoder.", "proj_img.", "content_img.")
+TEACHER_HEAD = ("content_evt.",)
+
+
+def _grads(net: CACDNet, loss: torch.Tensor) -> tuple[float, float]:
+    """Largest |gradient| of `loss` over the event side's and the image side's parameters."""
+    named = [(n, p) for n, p in net.named_parameters() if n.startswith(EVENT_SIDE + IMAGE_SIDE)]
+    grads = torch.autograd.grad(loss, [p for _, p in named], retain_graph=True,
+                                allow_unused=True)
+    side = {True: 0.0, False: 0.0}
+    for (n, _), g in zip(named, grads, strict=True):
+        if g is not None:
+            evt = n.startswith(EVENT_SIDE)
+            side[evt] = max(side[evt], float(g.abs().max()))
+    return side[True], side[False]
+
+
+@pytest.mark.parametrize("hfca", [True, False])
+def test_jbcd_distils_from_event_to_image(hfca, one_thread):
+    """The paper distils "from event to image": by default the event side is the teacher, so
+    eqs. 6-7 move only the image side; `mutual` pulls on both."""
+    torch.manual_seed(0)
+    net = CACDNet(NetConfig(proj_dim=8, hfca=hfca, jbcd=True))
+    x = _batch()
+    _, aux = net(x["image"], x["events"], with_aux=True)
+    terms = jbcd_losses(aux, x, LossWeights())
+    assert set(terms) == {"boundary", "content"}
+    for name, term in terms.items():
+        event, image = _grads(net, term)
+        assert event == 0.0 and image > 0.0, name
+    # the teacher's class head learns from the content term (on detached event features): a
+    # head left at its random start would be no teacher
+    head = [p for n, p in net.named_parameters() if n.startswith(TEACHER_HEAD)]
+    grads = torch.autograd.grad(terms["content"], head, retain_graph=True, allow_unused=True)
+    assert any(g is not None and float(g.abs().max()) > 0 for g in grads)
+    # the teacher's value is the same either way; only who learns from it differs
+    mutual = jbcd_losses(aux, x, LossWeights(distill="mutual"))
+    for name, term in mutual.items():
+        assert term.item() == pytest.approx(terms[name].item(), rel=1e-6)  # same teacher value
+        event, image = _grads(net, term)
+        assert event > 0.0 and image > 0.0, name
+    if hfca:  # HFCA aligns (eqs. 4-5): both sides learn from it, whatever the JBCD direction
+        event, image = _grads(net, hfca_losses(aux, x, LossWeights())["align"])
+        assert event > 0.0 and image > 0.0
+    with pytest.raises(ValueError, match="event_to_image | mutual"):
+        LossWeights(distill="image_to_event")
+
+
+def test_jbcd_without_hfca_aligns_features_directly(one_thread):
+    """Table 2's "JBCD without HFCA" row: no projection heads; eq. 6 compares the two encoders'
+    stage features themselves (upsampled to 1/4 and concatenated), eq. 7 reads classes from
+    them with a linear head."""
+    torch.manual_seed(0)
+    net = CACDNet(NetConfig(proj_dim=8, hfca=False, jbcd=True))
+    assert not [n for n, _ in net.named_parameters() if n.startswith(("proj_img", "proj_evt"))]
+    concat = CACDNet(NetConfig(hfca=False, jbcd=False))
+    widths = 32 + 64 + 160 + 256  # MiT-B0 stages
+    extra = sum(p.numel() for p in net.parameters()) - sum(p.numel() for p in concat.parameters())
+    assert extra == 2 * (widths * 19 + 19)  # the two class heads only
+    x = _batch()
+    net.eval()  # no stochastic depth: the two passes below see the same features
+    f_img, f_evt = net.encode(x["image"], x["events"])
+    logits, aux = net(x["image"], x["events"], with_aux=True)
+    assert "proj_img" not in aux and aux["feat_img"].shape == (2, widths, 8, 8)
+    torch.testing.assert_close(aux["feat_img"], direct_features(f_img))
+    loss, parts = total_loss(logits, x["label"], aux, x, LossWeights(), False, True)
+    assert {"boundary", "content"} <= set(parts) and math.isfinite(parts["total"])
+    expect = boundary_loss(direct_features(f_img), direct_features(f_evt), x["gim"])
+    assert parts["boundary"] == pytest.approx(expect.item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None for p in net.parameters())  # DDP: no unused parameters

@@ -49,7 +49,8 @@ def test_training_heads_add_no_inference_cost():
         full(x["image"], x["events"])
     assert called == []  # inference: encoders + fusion + decoder only
     full(x["image"], x["events"], with_aux=True)
-    assert sorted(called) == ["content_evt", "content_img", "proj_evt", "proj_img"]
+    # content_evt twice: on the event features and on their detached copy (the teacher probe)
+    assert sorted(called) == ["content_evt", "content_evt", "content_img", "proj_evt", "proj_img"]
 
 
 def test_single_stream_is_segformer_sized():

@@ -148,3 +148,35 @@ def test_bad_files_name_the_file(tmp_path):
     junk.write_bytes(b"not hdf5")
     with pytest.raises(RPEAFormatError, match="junk.h5"):
         RPEASequence(junk)
+
+
+def test_short_side_shrinks_every_array_alike(coded_root):
+    """A working resolution of half the grid: image and events by area, labels by nearest, the
+    same window of the scene as a full-resolution crop twice the size (issue 18)."""
+    half = RPEADataset(coded_root, "train", short_side=H // 2)
+    full = RPEADataset(coded_root, "train")
+    assert half.scale_of(0) == 0.5 and half.working_size(0) == (H // 2, W // 2)
+    a, b = half[1], full[1]
+    assert a["image"].shape == (3, H // 2, W // 2) and a["events"].shape == (3, H // 2, W // 2)
+    img = b["image"].numpy().astype(np.float64)
+    area = img.reshape(3, H // 2, 2, W // 2, 2).mean((2, 4))
+    assert np.abs(a["image"].numpy() - area).max() <= 1.0
+    ev = b["events"].numpy().reshape(3, H // 2, 2, W // 2, 2).mean((2, 4))
+    np.testing.assert_allclose(a["events"].numpy(), ev, atol=1e-5)
+    np.testing.assert_array_equal(a["label"].numpy(), b["label"].numpy()[::2, ::2][:, :])
+    # never enlarged; full_label keeps the label on the grid (evaluation)
+    assert RPEADataset(coded_root, "train", short_side=4 * H).scale_of(0) == 1.0
+    ev_ds = RPEADataset(coded_root, "train", short_side=H // 2, full_label=True)
+    s = ev_ds[1]
+    assert s["image"].shape == (3, H // 2, W // 2) and s["label"].shape == (H, W)
+    np.testing.assert_array_equal(s["label"].numpy(), b["label"].numpy())
+
+
+def test_short_side_crop_covers_the_scaled_window(coded_root):
+    ds = RPEADataset(coded_root, "train", short_side=H // 2, crop_hw=(8, 12), seed=1)
+    s = ds[2]
+    assert s["image"].shape == (3, 8, 12) and s["label"].shape == (8, 12)
+    img = s["image"].numpy().astype(np.int64)
+    # the coded x (red / 5) grows by about 2 grid pixels per working pixel
+    step = np.diff(img[0, 0] // 5)
+    assert 1.5 <= step.mean() <= 2.5

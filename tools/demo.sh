@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 OUT=${DEMO_OUT:-demo_out}
 SECONDS_PER_SESSION=${DEMO_SECONDS:-6}
-TRAIN_MINUTES=${DEMO_TRAIN_MINUTES:-4}
+TRAIN_MINUTES=${DEMO_TRAIN_MINUTES:-5}
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cd "$OUT"
@@ -23,6 +23,12 @@ run "3/6 build the RPEA dataset (whole sessions per split)" rpea build --split t
 run "3/6" rpea build --split val --quiet
 run "4/6 check it" rpea check data
 run "5/6 train the compact CACD preset for ${TRAIN_MINUTES} minutes" cacd train --set "train.max_minutes=${TRAIN_MINUTES}"
-run "6/6 evaluate the newest run on the val split" cacd eval
+run "6/6 evaluate the newest run on the val split (per-class table)" cacd eval
+run "6/6 draw predictions of the val split" cacd predict --limit 6 --every 20
 
+run_dir=$(ls -d runs/run_* | tail -1)
+picture=$(ls "$run_dir"/predictions/*.png | head -1)
 printf '\nDemo finished: the workspace is %s/ (recordings/, calib/, data/, runs/)\n' "$OUT"
+printf 'Per-class IoU: above (also %s/%s/eval_val.json); confusion matrix: %s/%s/eval_val_confusion.png\n' \
+  "$OUT" "$run_dir" "$OUT" "$run_dir"
+printf 'A prediction overlay (RGB | events | prediction | ground truth): %s/%s\n' "$OUT" "$picture"
