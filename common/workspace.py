@@ -70,6 +70,20 @@ class Workspace:
             return f"from {self.show(self.config_file)}"
         return "workspace default"
 
+    def default_calibration(self, purpose: str = "") -> Path:
+        """calib/calib.yaml for a command given no --calib, announced on stderr; a
+        WorkspaceError naming it and the command that makes one when it is not there."""
+        import sys
+
+        path = self.calib_file
+        if not path.is_file():
+            raise WorkspaceError(
+                f"no calibration at {self.show(path)} ({self.origin('calib')})"
+                + (f" to {purpose}" if purpose else "")
+                + ": run rig calibrate --checkerboard first, or give --calib FILE")
+        print(f"calibration: {self.show(path)} ({self.origin('calib')})", file=sys.stderr)
+        return path
+
 
 def show_path(path: str | os.PathLike[str]) -> str:
     """`path` as a user reads it: relative to the current folder when inside it; a folder ends

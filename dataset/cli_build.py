@@ -100,12 +100,10 @@ def build(split: str, sessions: tuple[Path, ...], more_sessions: tuple[Path, ...
     if not session_list:
         session_list = _workspace_sessions(ws)
     if calib is None:
-        calib = ws.calib_file
-        if not calib.is_file():
-            raise click.ClickException(
-                f"no calibration at {ws.show(calib)} ({ws.origin('calib')}): run "
-                "rig calibrate --checkerboard first, or give --calib FILE")
-        click.echo(f"calibration: {ws.show(calib)} ({ws.origin('calib')})", err=True)
+        try:
+            calib = ws.default_calibration()
+        except WorkspaceError as exc:
+            raise click.ClickException(str(exc)) from None
     if out is None:
         out = ws.data
         click.echo(f"dataset: {ws.show(out)} ({ws.origin('data')})", err=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -18,6 +19,17 @@ CHUNK_MB = Number(float, min=0.001, max=4096, unit="MB")
 FORMAT_CHOICES = ("evt3", "evt2", "evt21", "dat", "aedat2", "aedat4", "dsec")
 _FORMAT_HELP = ("Format of a file whose header names none (headerless data also needs --width and "
                 "--height). A file whose header names its format is read as that format.")
+
+
+def _layout_options(f: Any) -> Any:
+    """--format, --width, --height: how to read a file whose header does not say (info, convert
+    and render take the same three)."""
+    f = click.option("--height", type=positive(int), default=None,
+                     help="Sensor height if the header has none.")(f)
+    f = click.option("--width", type=positive(int), default=None,
+                     help="Sensor width if the header has none.")(f)
+    return click.option("--format", "evt_format", default=None, help=_FORMAT_HELP,
+                        type=click.Choice(FORMAT_CHOICES, case_sensitive=False))(f)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,10 +108,7 @@ def _summarise(path: Path, width: int | None, height: int | None, chunk_bytes: i
 
 @events.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "evt_format", type=click.Choice(FORMAT_CHOICES, case_sensitive=False),
-              default=None, help=_FORMAT_HELP)
-@click.option("--width", type=positive(int), default=None, help="Sensor width if the header has none.")
-@click.option("--height", type=positive(int), default=None, help="Sensor height if the header has none.")
+@_layout_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--chunk-mb", type=CHUNK_MB, default=8.0, show_default=True,
               help="Decode chunk size (memory stays bounded by it).")  # fmt: skip
@@ -165,10 +174,7 @@ def info(file: Path, evt_format: str | None, width: int | None, height: int | No
 @events.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "evt_format", type=click.Choice(FORMAT_CHOICES, case_sensitive=False),
-              default=None, help=_FORMAT_HELP)
-@click.option("--width", type=positive(int), default=None, help="Sensor width if the header has none.")
-@click.option("--height", type=positive(int), default=None, help="Sensor height if the header has none.")
+@_layout_options
 @click.option("--chunk-mb", type=CHUNK_MB, default=8.0, show_default=True,
               help="Decode chunk size (memory stays bounded by it).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
@@ -229,10 +235,7 @@ def _mp4(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path
               help="Render this many seconds (duration x fps frames) [default: to the last event].")
 @click.option("--scale", type=Number(float, min=0, min_open=True, max=16), default=1.0,
               show_default=True, help="Resize the sensor picture (e.g. 4 for a 128x128 DVS).")
-@click.option("--format", "evt_format", type=click.Choice(FORMAT_CHOICES, case_sensitive=False),
-              default=None, help=_FORMAT_HELP)
-@click.option("--width", type=positive(int), default=None, help="Sensor width if the header has none.")
-@click.option("--height", type=positive(int), default=None, help="Sensor height if the header has none.")
+@_layout_options
 @click.option("--chunk-mb", type=CHUNK_MB, default=8.0, show_default=True,
               help="Decode chunk size (memory stays bounded by it).")  # fmt: skip
 def render(file: Path, out: Path, fps: float, accumulation_ms: float | None, start_s: float,

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from common.clierrors import Number, positive
-from common.workspace import new_folder_name
+from common.workspace import WorkspaceError, new_folder_name
 from model import config as config_mod
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def _run_config(checkpoint: Path) -> dict:
 
 
 def _workspace() -> Workspace:
-    from common.workspace import WorkspaceError, load_workspace
+    from common.workspace import load_workspace
 
     try:
         return load_workspace()
@@ -265,13 +265,10 @@ def _session_calibration(calib: str | None, ws: Workspace) -> Path:
     and the command that makes one when there is none."""
     if calib is not None:
         return Path(calib)
-    path = ws.calib_file
-    if not path.is_file():
-        raise click.ClickException(
-            f"no calibration at {ws.show(path)} ({ws.origin('calib')}) to align the session: run "
-            "rig calibrate --checkerboard first, or give --calib FILE")
-    click.echo(f"calibration: {ws.show(path)} ({ws.origin('calib')})", err=True)
-    return path
+    try:
+        return ws.default_calibration("align the session")
+    except WorkspaceError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("predict")
