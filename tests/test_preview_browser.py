@@ -65,8 +65,11 @@ def test_the_page_shows_the_picture_and_the_counters(tmp_path: Path) -> None:
                 " && document.getElementById('phase').textContent === 'recording'"
                 " && document.getElementById('counters').textContent.includes('frames received');"))
             time.sleep(0.5)  # a few more pictures: the page keeps up
-            natural = driver.execute_script(
-                "const i = document.getElementById('snap'); return [i.naturalWidth, i.naturalHeight];")
+            # the size of a loaded picture: the page swaps in a newer one every frame period,
+            # and while that one loads the natural size reads 0
+            natural = WebDriverWait(driver, 10, poll_frequency=0.02).until(lambda d: d.execute_script(
+                "const i = document.getElementById('snap');"
+                "return i.complete && i.naturalWidth > 0 ? [i.naturalWidth, i.naturalHeight] : null;"))
             counters = driver.find_element(By.ID, "counters").text
             histogram_bars = len(driver.find_elements(By.CSS_SELECTOR, "#hist rect"))
             shot = driver.get_screenshot_as_png()
