@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from rig.evt.common import EVENT_DTYPE
-from rig.preview.events import RawTail
+from rig.preview.events import RawTail, warm_up
 from rig.preview.feed import PreviewFeed, SessionInfo
 from rig.preview.page import page_html
 from rig.preview.render import (
@@ -165,6 +165,7 @@ class PreviewServer:
 
     def start(self) -> PreviewServer:
         if not self._started:
+            warm_up()  # the decoder compiled now, not on the drawing thread during a recording
             self._started = True
             self._draw_thread.start()
             self._http_thread.start()
