@@ -9,15 +9,12 @@ step and saves its checkpoint (`summary["interrupted"]`); a killed run resumes f
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from common.atomic import write_text_atomic
+from common.interrupt import sigint_sets
 from dataset.reader import has_split
 from model.cacd import CACDNet, NetConfig
 from model.checkpoint import (
@@ -154,7 +152,7 @@ def train(cfg: dict, data_root: str | Path, run_dir: str | Path, resume: bool = 
     bar = tqdm(total=total_steps, initial=state["global_step"], disable=None if (main and progress) else True,
                desc="train", dynamic_ncols=True,
                mininterval=0.1 if sys.stderr.isatty() else 30.0)  # a log file gets a line per 30 s
-    with _sigint_stops(interrupt):
+    with sigint_sets(interrupt):  # Ctrl-C: stop after this step
         while state["epoch"] < epochs and not stop:
             epoch = state["epoch"]
             train_ds.set_epoch(epoch)
@@ -283,26 +281,6 @@ def _save(run: Path, net: CACDNet, optim, state: dict) -> None:
     save_checkpoint(run, net, optim, {k: v for k, v in state.items()
                                       if k not in ("optimizer_param_groups", "optimizer_scalars",
                                                    "scheduler")})
-
-
-@contextlib.contextmanager
-def _sigint_stops(flag: threading.Event) -> Iterator[None]:
-    """Ctrl-C (SIGINT) asks the loop to stop after the current step, with a checkpoint; a second
-    one interrupts at once (main thread only: elsewhere Ctrl-C keeps its default)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if flag.is_set():
-            raise KeyboardInterrupt
-        flag.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _validate(cfg, net, data_root, device, state, run, writer) -> None:

@@ -13,16 +13,16 @@ import copy
 import math
 import queue
 import shutil
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.atomic import removed_on_failure
+from common.interrupt import sigint_sets
 from rig.devices import (
     EventCamera,
     EventCameraSettings,
@@ -270,25 +270,6 @@ def _serial_trigger(port: str) -> TriggerController:
     from rig.trigger import SerialTrigger
 
     return SerialTrigger(port)
-
-
-@contextlib.contextmanager
-def sigint_sets(event: threading.Event) -> Iterator[None]:
-    """Turn Ctrl-C into a stop request for the duration of the recording (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if event.is_set():  # a second Ctrl-C: the user really wants out
-            raise KeyboardInterrupt
-        event.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class StatusLine:
