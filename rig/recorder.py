@@ -71,7 +71,7 @@ class RecordOptions:
     rate_hz: float | None = 20.0  # None: rig.yaml's (or 20 Hz)
     width_us: int | None = 1000  # None: rig.yaml's (or 1000 us)
     exposure_us: float | None = None  # None: rig.yaml's, the scenario's (sim) or 5000 us
-    gain_db: float | None = None  # None: rig.yaml's (or 0 dB)
+    gain_db: float | None = None  # None: rig.yaml's, the scenario's (sim) or 0 dB
     pixel_format: str = "BayerRG8"
     sim: bool = True
     scenario: str = "day"
@@ -371,6 +371,10 @@ def _record(opts: RecordOptions, out: Path, dev: RigDevices, stop: threading.Eve
         fr_settings.exposure_us = float(dev.sim_rig.default_exposure_us)  # the scenario's choice
     if opts.gain_db is not None:
         fr_settings.gain_db = opts.gain_db
+    elif dev.sim_rig is not None:
+        # the scenario chose exposure and gain together (night: long and +12 dB); without its
+        # gain a night or tunnel scenario recorded darker than it says
+        fr_settings.gain_db = float(dev.sim_rig.default_gain_db)
     tr_settings = copy.deepcopy(cfg.trigger_settings) if cfg else TriggerSettings()
     tr_settings.rate_hz = opts.rate_hz or tr_settings.rate_hz
     tr_settings.width_us = opts.width_us or tr_settings.width_us

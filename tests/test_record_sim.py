@@ -100,3 +100,27 @@ def test_sigint_leaves_interrupted_readable_session(tmp_path: Path) -> None:
         assert s.num_frames == manifest["counts"]["frames_written"]
         events, triggers = s.decode_events()
         assert len(events) > 0 and (triggers["value"] == 1).sum() >= s.num_frames
+
+
+@pytest.mark.parametrize("scenario", ["night", "overexposed"])
+def test_the_scenario_gain_is_recorded(tmp_path: Path, scenario: str) -> None:
+    """The scenario sets exposure and gain together; the recorder used to keep only the
+    exposure, so a night or tunnel-exit session recorded at 0 dB (darker than it says)."""
+    from rig.frames import to_rgb
+    from rig.sim.scenarios import get_scenario
+
+    out = tmp_path / scenario
+    summary = record_session(RecordOptions(out_dir=out, duration_s=0.15, rate_hz=20,
+                                           scenario=scenario, seed=5, show_status=False))
+    assert summary.status == "complete", summary.detail
+    want = get_scenario(scenario)
+    with SessionReader(out) as s:
+        settings = s.manifest.settings.frame_camera
+        assert settings.gain_db == want.gain_db > 0
+        assert settings.exposure_us == want.exposure_us
+        value = to_rgb(s.frame(s.num_frames - 1), settings.pixel_format).max(axis=-1) / 255.0
+    over, under = float((value > 0.9).mean()), float((value < 0.1).mean())
+    if scenario == "overexposed":  # exposure for the tunnel: the daylight clips
+        assert over > 0.4, over
+    else:  # long exposure and +12 dB: still dark, nothing clipped but the lamps
+        assert float(np.median(value)) < 0.2 and under > 0.1 and over < 0.05, (under, over)

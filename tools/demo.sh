@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 OUT=${DEMO_OUT:-demo_out}
 SECONDS_PER_SESSION=${DEMO_SECONDS:-6}
-TRAIN_MINUTES=${DEMO_TRAIN_MINUTES:-5}
+TRAIN_MINUTES=${DEMO_TRAIN_MINUTES:-6}
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cd "$OUT"

@@ -40,7 +40,8 @@ ALIGNMENT_LOADER = "calibration.preview:load_alignment"
 @click.option("--exposure-us", type=positive(float, "us"), default=None,
               help="Frame exposure in microseconds [default: the scenario's, 5000 on hardware].")
 @click.option("--gain-db", type=Number(float, min=0, unit="dB"), default=None,
-              help="Frame gain [default: rig.yaml's, else 0].")
+              help="Frame gain [default: the scenario's on the simulated rig (night 12, "
+                   "overexposed 9), rig.yaml's, else 0].")
 @click.option("--pixel-format", type=click.Choice(["BayerRG8", "RGB8"]), default="BayerRG8",
               show_default=True)
 @click.option("--sim/--hardware", "sim", default=None,
