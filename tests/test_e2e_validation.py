@@ -3,21 +3,15 @@ means over seeds, their spread), the event shifts in both units, and the goal ve
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from benchmark_module import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def e2e():
-    spec = importlib.util.spec_from_file_location(
-        "e2e_validation", Path(__file__).resolve().parents[1] / "benchmarks" / "e2e_validation.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("e2e_validation")
 
 
 def _doc(miou: float, under: float, over: float, shifts: dict[float, float] | None = None) -> dict:

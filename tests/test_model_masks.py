@@ -3,13 +3,13 @@ exposure regions."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from benchmark_module import load_benchmark
 
 from dataset.reader import RPEASequence
 from dataset.rpea_format import mask_source_of, replace_masks
@@ -171,11 +171,7 @@ def test_exposure_map_thresholds():
 
 
 def test_ablation_table_names_masks_and_direction():
-    spec = importlib.util.spec_from_file_location(
-        "ablation", Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py")
-    assert spec is not None and spec.loader is not None
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
+    ablation = load_benchmark("ablation")
     row = {"image": True, "event": True, "params_M": 8.8, "mIoU": 50.0, "under": 1.0,
            "over": 2.0, "day": 3.0, "night": 4.0}
     rows = [{**row, "config": "concat", "hfca": False, "jbcd": False},
