@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
         "bins": 5,
         "crop": None,  # [height, width] at the working resolution; null = whole pairs
         # working resolution: pairs shrunk so their shorter side is this many pixels (never
-        # enlarged); null = the RPEA grid's own (the demo's 913x508 grid at 96: 173x96)
+        # enlarged); null = the RPEA grid's own (the demo's 647x360 grid at 96: 173x96)
         "short_side": 96,
         "hflip": True,
         "num_workers": 0,
@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "tau": 0.1,
         "alpha": 0.1,  # HSV V below: under-exposed
         "beta": 0.9,  # HSV V above: over-exposed
-        "max_instances": 64,
+        "max_instances": 16,  # eqs. 4-5 sum over instances: the cap sets HFCA's weight
         # JBCD (eqs. 6-7): event_to_image = the paper's "distil from event to image", the event
         # side is the teacher and detached; mutual = both sides pulled together
         "distill_direction": "event_to_image",

@@ -33,7 +33,9 @@ class LossWeights:
     boundary: float = 0.001  # lambda_3, eq. 6
     content: float = 0.001  # lambda_4, eq. 7
     tau: float = 0.1  # eq. 5 temperature (not given in the paper)
-    max_instances: int = 64  # largest instances kept per image (memory bound of eqs. 4-5)
+    # largest instances kept per image: eq. 4 sums over K(K-1) pairs, so with lambda_1 fixed
+    # the cap sets HFCA's weight against CE (64 graph regions made it 11x CE; docs/cacd.md)
+    max_instances: int = 16
     min_instance_px: int = 2  # instances smaller than this on the 1/4 grid are dropped
     distill: str = "event_to_image"  # JBCD direction, one of DISTILL_DIRECTIONS
 
@@ -54,7 +56,7 @@ def resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def instance_features(feat_a: torch.Tensor, feat_b: torch.Tensor, ids: torch.Tensor,
-                      max_instances: int = 64, min_px: int = 2
+                      max_instances: int = 16, min_px: int = 2
                       ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Eqs. 2-3: mask-average the features of each instance, then L2-normalise.
 
