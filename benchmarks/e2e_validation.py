@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import write_text_atomic
+from dataset.reader import working_scale
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the rig / rpea / cacd entry points of this environment
@@ -100,10 +101,10 @@ def main() -> None:
     stage("record", record, ws, seconds, exposure_us)
     stage("calibrate", calibrate, ws)
     stage("build", build, ws)
-    docs = stage("train + evaluate", train_all, ws, steps, seeds, args.jobs, args.sets)
-    scale = working_scale_of(ws, args.sets)
-    result = summarise(docs, seeds, scale)
     grid = grid_size(ws)
+    scale = working_scale(*grid, preset(args.sets)["data"]["short_side"])
+    docs = stage("train + evaluate", train_all, ws, steps, seeds, args.jobs, args.sets, scale)
+    result = summarise(docs, seeds, scale)
     result["setup"] = {"seconds_per_session": seconds, "sessions": session_table(exposure_us),
                        "steps": steps, "seeds": seeds,
                        "batch_size": preset(args.sets)["train"]["batch_size"],
@@ -169,16 +170,18 @@ def session_table(exposure_us: dict[str, float] | None = None) -> list[dict]:
             for i, split in enumerate(SPLITS) for j, sc in enumerate(SCENARIOS)]
 
 
-def _complete(session: Path) -> bool:
-    manifest = session / "session.json"
-    return manifest.is_file() and json.loads(manifest.read_text()).get("status") == "complete"
+def _complete_manifest(session: Path) -> dict | None:
+    """The session's manifest if it was recorded to the end, else None."""
+    path = session / "session.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else None
+    return manifest if manifest and manifest.get("status") == "complete" else None
 
 
 def record(ws: Path, seconds: float, exposure_us: dict[str, float]) -> None:
     for s in session_table(exposure_us):
         out = ws / "recordings" / s["name"]
-        if _complete(out):
-            recorded = json.loads((out / "session.json").read_text())
+        recorded = _complete_manifest(out)
+        if recorded is not None:
             exposure_was = recorded.get("settings", {}).get("frame_camera", {}).get("exposure_us")
             if "exposure_us" in s and exposure_was != s["exposure_us"]:
                 sys.exit(f"{out}: recorded with exposure {exposure_was} us, not the "
@@ -217,11 +220,10 @@ def build(ws: Path) -> None:
         (train_root / "train").symlink_to(Path("..") / "data" / "train", target_is_directory=True)
 
 
-def train_all(ws: Path, steps: int, seeds: list[int], jobs: int, sets: list[str]
+def train_all(ws: Path, steps: int, seeds: list[int], jobs: int, sets: list[str], scale: float
               ) -> dict[tuple[str, int], dict]:
     """Train every (row, seed), `jobs` at a time; evaluate each on val (image + events also
-    with its events shifted)."""
-    scale = working_scale_of(ws, sets)
+    with its events shifted; `scale`: working / grid resolution)."""
     tasks = [(row, seed) for seed in seeds for row in ROWS]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         docs = pool.map(lambda t: train_eval(ws, *t, steps, sets, scale), tasks)
@@ -269,18 +271,22 @@ def _row_metrics(doc: dict) -> dict[str, float | None]:
             "day": first["day"]["mIoU"], "night": first["night"]["mIoU"]}
 
 
+def _mean_spread(vals: list[float]) -> tuple[float | None, float | None]:
+    """(mean, max - min) of the seeds' values, rounded to 0.01; (None, None) when none."""
+    if not vals:
+        return None, None
+    return round(sum(vals) / len(vals), 2), round(max(vals) - min(vals), 2)
+
+
 def summarise(docs: dict[tuple[str, int], dict], seeds: list[int], scale: float
               ) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for row in ROWS:
         per_seed = {str(s): _row_metrics(docs[(row, s)]) for s in seeds}
-        entry: dict[str, Any] = {}
-        spread: dict[str, float | None] = {}
-        for m in METRICS:
-            vals = [v[m] for v in per_seed.values() if v[m] is not None]
-            entry[m] = round(sum(vals) / len(vals), 2) if vals else None
-            spread[m] = round(max(vals) - min(vals), 2) if vals else None
-        result[row] = {**entry, "spread": spread, "per_seed": per_seed}
+        stats = {m: _mean_spread([v[m] for v in per_seed.values() if v[m] is not None])
+                 for m in METRICS}
+        result[row] = {**{m: st[0] for m, st in stats.items()},
+                       "spread": {m: st[1] for m, st in stats.items()}, "per_seed": per_seed}
     by_px = {}
     for s in seeds:
         for d in docs[("rgb_events", s)]["misalignment"]:
@@ -292,8 +298,9 @@ def summarise(docs: dict[tuple[str, int], dict], seeds: list[int], scale: float
                 curve[name.split(":")[1]] = by_px[round(px, 3)]
         if unit == "working":
             curve = {"0": by_px[0.0], **curve}
-        result[key] = {k: round(sum(v) / len(v), 2) for k, v in curve.items()}
-        result[key + "_spread"] = {k: round(max(v) - min(v), 2) for k, v in curve.items()}
+        stats = {k: _mean_spread(v) for k, v in curve.items()}
+        result[key] = {k: st[0] for k, st in stats.items()}
+        result[key + "_spread"] = {k: st[1] for k, st in stats.items()}
     both, img = result["rgb_events"], result["rgb_only"]
     margins = {m: (None if both[m] is None or img[m] is None else round(both[m] - img[m], 2))
                for m in ("mIoU", "under", "over")}
@@ -349,13 +356,6 @@ def grid_size(ws: Path) -> tuple[int, int]:
     f = sorted((ws / "data" / "val").glob("*.h5"))[0]
     with h5py.File(f, "r") as h:
         return int(h["images"].shape[1]), int(h["images"].shape[2])
-
-
-def working_scale_of(ws: Path, sets: list[str]) -> float:
-    """Working resolution / grid resolution of the networks (`data.short_side`)."""
-    from dataset.reader import working_scale
-
-    return working_scale(*grid_size(ws), preset(sets)["data"]["short_side"])
 
 
 def pair_counts(ws: Path) -> dict[str, int]:
