@@ -23,7 +23,9 @@ already there is skipped, so an interrupted run resumes.
 JSON: `rgb_only`, `event_only`, `rgb_events` each {mIoU, under, over, day, night} in percent
 (the mean over seeds; `spread` (max - min) and `per_seed` beside them), `misalign`
 {"0": mIoU, "1": ..., "4": ...} (image + events, events shifted in grid pixels, mean over seeds),
-`misalign_working_px` (the same in input pixels), `goal` (which goals held), `setup`.
+`misalign_working_px` (the same in input pixels), `goal` (which goals held, and the margin per
+class overall / under / over), `setup`. Each row's `per_class`: IoU per class (mean over seeds)
+overall and on the under- / over-exposed pixels.
 """
 
 from __future__ import annotations
@@ -271,6 +273,21 @@ def _row_metrics(doc: dict) -> dict[str, float | None]:
             "day": first["day"]["mIoU"], "night": first["night"]["mIoU"]}
 
 
+def _per_class(docs: list[dict]) -> dict[str, dict[str, float]]:
+    """IoU per class (percent, mean over the seeds' docs) overall and on the under- / over-exposed
+    pixels: where the events help or cost, which one mIoU over all classes hides."""
+    out: dict[str, dict[str, float]] = {}
+    for subset in ("overall", "under", "over"):
+        seen: dict[str, list[float]] = {}
+        for doc in docs:
+            first = doc["misalignment"][0] if "misalignment" in doc else doc
+            for name, iou in first[subset]["per_class"].items():
+                if iou is not None:
+                    seen.setdefault(name, []).append(float(iou))
+        out[subset] = {name: round(sum(v) / len(v), 1) for name, v in seen.items()}
+    return out
+
+
 def _mean_spread(vals: list[float]) -> tuple[float | None, float | None]:
     """(mean, max - min) of the seeds' values, rounded to 0.01; (None, None) when none."""
     if not vals:
@@ -286,7 +303,8 @@ def summarise(docs: dict[tuple[str, int], dict], seeds: list[int], scale: float
         stats = {m: _mean_spread([v[m] for v in per_seed.values() if v[m] is not None])
                  for m in METRICS}
         result[row] = {**{m: st[0] for m, st in stats.items()},
-                       "spread": {m: st[1] for m, st in stats.items()}, "per_seed": per_seed}
+                       "spread": {m: st[1] for m, st in stats.items()}, "per_seed": per_seed,
+                       "per_class": _per_class([docs[(row, s)] for s in seeds])}
     by_px = {}
     for s in seeds:
         for d in docs[("rgb_events", s)]["misalignment"]:
@@ -307,8 +325,14 @@ def summarise(docs: dict[tuple[str, int], dict], seeds: list[int], scale: float
     def falls(curve: list[float]) -> bool:
         return all(b <= a for a, b in zip(curve, curve[1:], strict=False)) and curve[-1] < curve[0]
 
+    per_class_margin = {
+        subset: {name: round(iou - img["per_class"][subset][name], 1)
+                 for name, iou in both["per_class"][subset].items()
+                 if name in img["per_class"][subset]}
+        for subset in ("overall", "under", "over")}
     result["goal"] = {
         "margin_over_rgb_only": margins,
+        "per_class_margin_over_rgb_only": per_class_margin,
         "events_help_by_3": all(v is not None and v >= GOAL_MARGIN for v in margins.values()),
         "misalign_falls": falls(list(result["misalign"].values())),
         "misalign_working_px_falls": falls(list(result["misalign_working_px"].values())),
@@ -338,6 +362,10 @@ def format_table(r: dict) -> str:
                  f"(goal >= {GOAL_MARGIN:g} each: {'met' if g['events_help_by_3'] else 'NOT met'})"
                  f"; mIoU falls with misalignment: grid px {'yes' if g['misalign_falls'] else 'NO'}"
                  f", input px {'yes' if g['misalign_working_px_falls'] else 'NO'}")
+    for subset in ("under", "over"):
+        moved = {k: v for k, v in g["per_class_margin_over_rgb_only"][subset].items() if v}
+        lines.append(f"per class, {subset}-exposed pixels, image + events - image only: "
+                     + (", ".join(f"{k} {v:+.1f}" for k, v in moved.items()) or "no change"))
     lines.append("(mean of the seeds ± half their spread)")
     return "\n".join(lines)
 

@@ -14,10 +14,15 @@ def e2e():
     return load_benchmark("e2e_validation")
 
 
-def _doc(miou: float, under: float, over: float, shifts: dict[float, float] | None = None) -> dict:
-    """A `cacd eval` document: one entry per event shift (the first unshifted)."""
+def _doc(miou: float, under: float, over: float, shifts: dict[float, float] | None = None,
+         sky_over: float = 50.0) -> dict:
+    """A `cacd eval` document: one entry per event shift (the first unshifted). Per class: road
+    90 everywhere, sky `sky_over` on the over-exposed pixels, pole absent from them (None)."""
     def entry(px: float, m: float) -> dict:
-        return {"misalign_px": px, "mIoU": m, "under": {"mIoU": under}, "over": {"mIoU": over},
+        cls = {"road": 90.0, "sky": 60.0, "pole": 5.0}
+        return {"misalign_px": px, "mIoU": m, "overall": {"mIoU": m, "per_class": cls},
+                "under": {"mIoU": under, "per_class": cls},
+                "over": {"mIoU": over, "per_class": {**cls, "sky": sky_over, "pole": None}},
                 "day": {"mIoU": m + 1}, "night": {"mIoU": None if px else m - 1}}
 
     shifts = shifts or {0.0: miou}
@@ -34,7 +39,8 @@ def _docs(e2e, both_by_seed: dict[int, float], falling: bool = True) -> dict:
             k = 1.0 if name.startswith("grid") else 4.0  # an input pixel is 4 grid pixels
             wobble = (-1) ** int(n) * 0.2 if n else 0.0
             shifts[px] = both - (n * k * 0.1 if falling else wobble)
-        docs[("rgb_events", seed)] = _doc(both, 30.0 + seed, 40.0, dict(sorted(shifts.items())))
+        docs[("rgb_events", seed)] = _doc(both, 30.0 + seed, 40.0, dict(sorted(shifts.items())),
+                                          sky_over=70.0 + seed)
         docs[("rgb_only", seed)] = _doc(20.0 + seed, 20.0, 30.0)
         docs[("event_only", seed)] = _doc(15.0, 25.0, 35.0)
     return docs
@@ -64,6 +70,20 @@ def test_summary_has_the_issues_fields_as_plain_percent(e2e):
     assert goal["events_help_by_3"] and goal["misalign_falls"] and goal["misalign_working_px_falls"]
     table = e2e.format_table(result)
     assert "rgb_events | 27.0 ± 1.0" in table and "goal >= 3 each: met" in table
+
+
+def test_per_class_iou_says_where_the_events_help(e2e):
+    """Each row's IoU per class (mean over seeds) overall / under / over, and image + events minus
+    image only per class: the margin one mIoU hides. A class absent from a subset is left out."""
+    result = e2e.summarise(_docs(e2e, {0: 26.0, 1: 28.0}), [0, 1], 0.25)
+    assert result["rgb_events"]["per_class"]["over"] == {"road": 90.0, "sky": 70.5}
+    assert result["rgb_only"]["per_class"]["overall"]["pole"] == 5.0
+    margin = result["goal"]["per_class_margin_over_rgb_only"]
+    assert margin["over"] == {"road": 0.0, "sky": 20.5}
+    assert margin["under"] == {"road": 0.0, "sky": 0.0, "pole": 0.0}
+    table = e2e.format_table(result)
+    assert "over-exposed pixels, image + events - image only: sky +20.5" in table
+    assert "under-exposed pixels, image + events - image only: no change" in table
 
 
 def test_goal_verdicts_can_fail(e2e):
