@@ -267,8 +267,14 @@ def train_eval(ws: Path, row: str, seed: int, steps: int, sets: list[str], scale
     return json.loads(out.read_text())
 
 
+def _unshifted(doc: dict) -> dict:
+    """The figures of a `cacd eval` document with the events where they are (the first entry of
+    a misalignment sweep, or the document itself)."""
+    return doc["misalignment"][0] if "misalignment" in doc else doc
+
+
 def _row_metrics(doc: dict) -> dict[str, float | None]:
-    first = doc["misalignment"][0] if "misalignment" in doc else doc
+    first = _unshifted(doc)
     return {"mIoU": first["mIoU"], "under": first["under"]["mIoU"], "over": first["over"]["mIoU"],
             "day": first["day"]["mIoU"], "night": first["night"]["mIoU"]}
 
@@ -280,8 +286,7 @@ def _per_class(docs: list[dict]) -> dict[str, dict[str, float]]:
     for subset in ("overall", "under", "over"):
         seen: dict[str, list[float]] = {}
         for doc in docs:
-            first = doc["misalignment"][0] if "misalignment" in doc else doc
-            for name, iou in first[subset]["per_class"].items():
+            for name, iou in _unshifted(doc)[subset]["per_class"].items():
                 if iou is not None:
                     seen.setdefault(name, []).append(float(iou))
         out[subset] = {name: round(sum(v) / len(v), 1) for name, v in seen.items()}
