@@ -53,6 +53,7 @@ ROWS = {"rgb_only": ("ablation/image_only.yaml", "image"),
         "event_only": ("ablation/event_only.yaml", "events"),
         "rgb_events": ("compact.yaml", "image + events (CACD: HFCA graph masks, JBCD)")}
 METRICS = ("mIoU", "under", "over", "day", "night")
+PER_CLASS_SUBSETS = ("overall", "under", "over")  # pixel subsets of the per-class IoU
 MISALIGN_PX = (0, 1, 2, 4)
 GOAL_MARGIN = 3.0  # image + events over image only, mIoU points, overall / under / over
 
@@ -104,12 +105,13 @@ def main() -> None:
     stage("calibrate", calibrate, ws)
     stage("build", build, ws)
     grid = grid_size(ws)
-    scale = working_scale(*grid, preset(args.sets)["data"]["short_side"])
+    cfg = preset(args.sets)
+    scale = working_scale(*grid, cfg["data"]["short_side"])
     docs = stage("train + evaluate", train_all, ws, steps, seeds, args.jobs, args.sets, scale)
     result = summarise(docs, seeds, scale)
     result["setup"] = {"seconds_per_session": seconds, "sessions": session_table(exposure_us),
                        "steps": steps, "seeds": seeds,
-                       "batch_size": preset(args.sets)["train"]["batch_size"],
+                       "batch_size": cfg["train"]["batch_size"],
                        "grid_size": list(grid),
                        "working_size": [round(grid[0] * scale), round(grid[1] * scale)],
                        "pairs": pair_counts(ws), "overrides": args.sets,
@@ -283,7 +285,7 @@ def _per_class(docs: list[dict]) -> dict[str, dict[str, float]]:
     """IoU per class (percent, mean over the seeds' docs) overall and on the under- / over-exposed
     pixels: where the events help or cost, which one mIoU over all classes hides."""
     out: dict[str, dict[str, float]] = {}
-    for subset in ("overall", "under", "over"):
+    for subset in PER_CLASS_SUBSETS:
         seen: dict[str, list[float]] = {}
         for doc in docs:
             for name, iou in _unshifted(doc)[subset]["per_class"].items():
@@ -334,7 +336,7 @@ def summarise(docs: dict[tuple[str, int], dict], seeds: list[int], scale: float
         subset: {name: round(iou - img["per_class"][subset][name], 1)
                  for name, iou in both["per_class"][subset].items()
                  if name in img["per_class"][subset]}
-        for subset in ("overall", "under", "over")}
+        for subset in PER_CLASS_SUBSETS}
     result["goal"] = {
         "margin_over_rgb_only": margins,
         "per_class_margin_over_rgb_only": per_class_margin,

@@ -56,7 +56,8 @@ def resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def instance_features(feat_a: torch.Tensor, feat_b: torch.Tensor, ids: torch.Tensor,
-                      max_instances: int = 16, min_px: int = 2
+                      max_instances: int = LossWeights.max_instances,
+                      min_px: int = LossWeights.min_instance_px
                       ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Eqs. 2-3: mask-average the features of each instance, then L2-normalise.
 
